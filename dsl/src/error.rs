@@ -1,0 +1,175 @@
+//! Every mistake a user can make in a recipe, as a miette diagnostic with a code, a labelled span and a
+//! help line, and the report that gathers all of a file's mistakes.
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use thiserror::Error;
+
+/// One problem in a recipe file.
+#[derive(Debug, Error, Diagnostic)]
+pub enum RecipeError {
+    /// The text is not valid KDL 2.0.
+    #[error("{message}")]
+    #[diagnostic(code(yiflow::recipe::syntax), help("{help}"))]
+    Syntax {
+        message: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        help: String,
+    },
+
+    #[error("unknown stage kind `{kind}`")]
+    #[diagnostic(code(yiflow::recipe::unknown_kind), help("{help}"))]
+    UnknownKind {
+        kind: String,
+        #[label("no stage kind has this name")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    #[error("stage `{stage}` takes input from `{input}`, which is not a stage of this recipe")]
+    #[diagnostic(code(yiflow::recipe::unknown_input), help("{help}"))]
+    UnknownInput {
+        stage: String,
+        input: String,
+        #[label("unknown stage")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    #[error("stage `{name}` is defined twice")]
+    #[diagnostic(
+        code(yiflow::recipe::duplicate_stage),
+        help("stage names must be unique: rename one of them")
+    )]
+    DuplicateStage {
+        name: String,
+        #[label("defined again here")]
+        span: SourceSpan,
+        #[label("first defined here")]
+        first: SourceSpan,
+    },
+
+    #[error("stages depend on each other in a cycle: {cycle}")]
+    #[diagnostic(
+        code(yiflow::recipe::cycle),
+        help("a stage cannot (even indirectly) take its own output as input: remove one `input` of the cycle")
+    )]
+    Cycle {
+        cycle: String,
+        #[label(collection)]
+        spans: Vec<LabeledSpan>,
+    },
+
+    #[error("{what} is missing")]
+    #[diagnostic(code(yiflow::recipe::missing_value), help("{help}"))]
+    MissingValue {
+        what: String,
+        #[label("required here")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    #[error("{what} must be {expected}, found {found}")]
+    #[diagnostic(code(yiflow::recipe::wrong_type), help("{help}"))]
+    WrongType {
+        what: String,
+        expected: String,
+        found: String,
+        #[label("expected {expected}")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    #[error("`{child}` is not a setting of {context}")]
+    #[diagnostic(code(yiflow::recipe::unknown_child), help("{help}"))]
+    UnknownChild {
+        child: String,
+        context: String,
+        #[label("unknown here")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    #[error("`{pattern}` matches no file")]
+    #[diagnostic(code(yiflow::recipe::no_match), help("{help}"))]
+    GlobNoMatch {
+        pattern: String,
+        #[label("matches nothing under the recipe's folder")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    #[error("unknown model `{name}`")]
+    #[diagnostic(code(yiflow::recipe::unknown_model), help("{help}"))]
+    UnknownModel {
+        name: String,
+        #[label("no `model {name}` block in this recipe")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    /// A value of the right type that is still not acceptable (out of range, malformed, ...).
+    #[error("{message}")]
+    #[diagnostic(code(yiflow::recipe::invalid_value), help("{help}"))]
+    InvalidValue {
+        message: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        help: String,
+    },
+}
+
+/// All the problems of one recipe file, rendered together against its source.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{} in recipe {name}", count_problems(.errors.len()))]
+#[diagnostic(code(yiflow::recipe::invalid))]
+pub struct RecipeErrors {
+    pub name: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[related]
+    pub errors: Vec<RecipeError>,
+}
+
+fn count_problems(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+impl RecipeErrors {
+    pub fn new(name: &str, text: &str, errors: Vec<RecipeError>) -> Self {
+        Self {
+            name: name.to_owned(),
+            src: NamedSource::new(name, text.to_owned()).with_language("kdl"),
+            errors,
+        }
+    }
+}
+
+/// A "did you mean" help line: the closest candidate by edit distance, if any is close enough,
+/// otherwise the list of candidates (or `fallback` when there are none).
+pub fn did_you_mean<'a>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    fallback: &str,
+) -> String {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    let best = candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(wrong, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(wrong.len()) / 3).max(1))
+        .min();
+    match best {
+        Some((_, c)) => format!("did you mean `{c}`?"),
+        None if candidates.is_empty() => fallback.to_owned(),
+        None => {
+            let list: Vec<String> = candidates.iter().map(|c| format!("`{c}`")).collect();
+            format!("expected one of {}", list.join(", "))
+        }
+    }
+}

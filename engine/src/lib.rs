@@ -1,0 +1,10 @@
+//! The yiflow engine: compiles recipes into plans, fingerprints stages, stores artifacts by content,
+//! schedules stage processes and watches for edits.
+
+mod plan;
+mod registry;
+mod stage;
+
+pub use plan::{Plan, PlannedStage};
+pub use registry::Registry;
+pub use stage::{DecodeCx, ExecError, Launch, Stage, StageIo, input_var};

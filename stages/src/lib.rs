@@ -1,0 +1,14 @@
+//! yiflow's stage kinds, one file per kind. Parameters are decoded torch-free; the tensor work of the
+//! ML kinds sits behind the `torch` feature, which only the worker binary enables.
+
+mod command;
+
+pub use command::Command;
+use yiflow_engine::Registry;
+
+/// Every stage kind yiflow knows.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(Command);
+    registry
+}

@@ -59,6 +59,15 @@ impl std::fmt::Debug for PlannedStage {
     }
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("recipe", &self.recipe.name)
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plan {
     /// Compiles a parsed recipe; `sink` holds the problems parsing found already.
     pub fn compile(recipe: Recipe, mut sink: Sink, registry: &Registry) -> Result<Plan, RecipeErrors> {

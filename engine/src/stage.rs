@@ -108,7 +108,8 @@ pub struct StageIo {
     pub inputs: BTreeMap<String, PathBuf>,
     /// Folder kept across interrupted runs of the same fingerprint, for training checkpoints.
     pub checkpoints: PathBuf,
-    /// Devices given to the stage (`cuda:N`), empty for CPU.
+    /// Devices given to the stage (`cuda:N`), empty for CPU. The engine fills in physical indices;
+    /// inside the stage's process (after [`StageIo::from_env`]) they are the logical `cuda:0..n`.
     pub devices: Vec<String>,
     /// The recipe's seed.
     pub seed: u64,
@@ -130,12 +131,14 @@ pub fn input_var(stage: &str) -> String {
 impl StageIo {
     /// The environment a stage's process gets.
     pub fn to_env(&self) -> Vec<(String, String)> {
+        let logical: Vec<String> = (0..self.devices.len()).map(|i| format!("cuda:{i}")).collect();
         let mut env = vec![
             ("YIFLOW_STAGE".to_owned(), self.stage.clone()),
             ("YIFLOW_KIND".to_owned(), self.kind.clone()),
             ("YIFLOW_OUT".to_owned(), self.out.display().to_string()),
             ("YIFLOW_CHECKPOINTS".to_owned(), self.checkpoints.display().to_string()),
-            ("YIFLOW_DEVICES".to_owned(), self.devices.join(",")),
+            // Inside the process the devices are renumbered from 0 by CUDA_VISIBLE_DEVICES.
+            ("YIFLOW_DEVICES".to_owned(), logical.join(",")),
             ("YIFLOW_SEED".to_owned(), self.seed.to_string()),
             ("YIFLOW_RECIPE_DIR".to_owned(), self.recipe_dir.display().to_string()),
             ("YIFLOW_PARAMS".to_owned(), self.params_file.display().to_string()),

@@ -53,7 +53,9 @@ pub enum RecipeError {
     #[error("stages depend on each other in a cycle: {cycle}")]
     #[diagnostic(
         code(yiflow::recipe::cycle),
-        help("a stage cannot (even indirectly) take its own output as input: remove one `input` of the cycle")
+        help(
+            "a stage cannot (even indirectly) take its own output as input: remove one `input` of the cycle"
+        )
     )]
     Cycle {
         cycle: String,

@@ -159,7 +159,10 @@ impl NodeExt for KdlNode {
     }
 
     fn positional(&self) -> Vec<&KdlEntry> {
-        self.entries().iter().filter(|e| e.name().is_none()).collect()
+        self.entries()
+            .iter()
+            .filter(|e| e.name().is_none())
+            .collect()
     }
 
     fn arg<T: FromValue>(&self, i: usize, sink: &mut Sink) -> Option<T> {
@@ -174,7 +177,11 @@ impl NodeExt for KdlNode {
             sink.push(RecipeError::MissingValue {
                 what,
                 span: self.name_span(),
-                help: format!("write it after the name, e.g. `{} <{}>`", self.node_name(), T::EXPECTED),
+                help: format!(
+                    "write it after the name, e.g. `{} <{}>`",
+                    self.node_name(),
+                    T::EXPECTED
+                ),
             });
             None
         }
@@ -251,7 +258,11 @@ impl NodeExt for KdlNode {
                     child: child.node_name().to_owned(),
                     context: context.to_owned(),
                     span: child.name_span(),
-                    help: did_you_mean(child.node_name(), allowed.iter().copied(), "it takes no settings"),
+                    help: did_you_mean(
+                        child.node_name(),
+                        allowed.iter().copied(),
+                        "it takes no settings",
+                    ),
                 });
             }
         }
@@ -275,7 +286,9 @@ mod tests {
 
     #[test]
     fn typed_access_reports_problems() {
-        let doc: kdl::KdlDocument = "phase initial tokens=\"4M\" lr=3e-3 warmup=200 bogus=1".parse().unwrap();
+        let doc: kdl::KdlDocument = "phase initial tokens=\"4M\" lr=3e-3 warmup=200 bogus=1"
+            .parse()
+            .unwrap();
         let node = &doc.nodes()[0];
         let mut sink = Sink::new();
         assert_eq!(node.arg::<String>(0, &mut sink).as_deref(), Some("initial"));
@@ -294,8 +307,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("tokenzier", ["corpus", "tokenizer"], "x"), "did you mean `tokenizer`?");
-        assert_eq!(did_you_mean("zzz", ["a", "b"], "x"), "expected one of `a`, `b`");
+        assert_eq!(
+            did_you_mean("tokenzier", ["corpus", "tokenizer"], "x"),
+            "did you mean `tokenizer`?"
+        );
+        assert_eq!(
+            did_you_mean("zzz", ["a", "b"], "x"),
+            "expected one of `a`, `b`"
+        );
         assert_eq!(did_you_mean("zzz", [], "none"), "none");
     }
 }

@@ -18,7 +18,11 @@ const SLURM_CHILDREN: &[&str] = &["partition", "time", "account", "qos", "sbatch
 impl Recipe {
     /// Parses recipe text. `file_name` is how the file is named in diagnostics, `dir` the recipe's
     /// folder (absolute). Returns the recipe and the problems found so far, or every syntax error.
-    pub fn parse(file_name: &str, text: &str, dir: PathBuf) -> Result<(Recipe, Sink), RecipeErrors> {
+    pub fn parse(
+        file_name: &str,
+        text: &str,
+        dir: PathBuf,
+    ) -> Result<(Recipe, Sink), RecipeErrors> {
         let doc = KdlDocument::parse(text).map_err(|e| {
             let errors = e
                 .diagnostics
@@ -74,7 +78,10 @@ impl Recipe {
                 "model" => {
                     node.check_entries(1, &[], &mut sink);
                     if let Some(name) = node.arg_spanned::<String>(0, &mut sink) {
-                        recipe.models.push(ModelDecl { name, node: node.clone() });
+                        recipe.models.push(ModelDecl {
+                            name,
+                            node: node.clone(),
+                        });
                     }
                 }
                 "stage" => {
@@ -129,7 +136,8 @@ fn decode_recipe_block(node: &KdlNode, recipe: &mut Recipe, sink: &mut Sink) {
                                     message: format!("`{}` is not a device", d.value),
                                     span: d.span,
                                     label: "not a device".to_owned(),
-                                    help: "use `auto`, `cpu`, or CUDA devices written `cuda:N`".to_owned(),
+                                    help: "use `auto`, `cpu`, or CUDA devices written `cuda:N`"
+                                        .to_owned(),
                                 });
                             }
                         }
@@ -168,7 +176,10 @@ fn decode_executor(node: &KdlNode, sink: &mut Sink) -> Option<ExecutorDecl> {
         }
         "slurm" => {
             node.check_children("`executor slurm`", SLURM_CHILDREN, sink);
-            let mut slurm = SlurmDecl { span: Some(node.span()), ..SlurmDecl::default() };
+            let mut slurm = SlurmDecl {
+                span: Some(node.span()),
+                ..SlurmDecl::default()
+            };
             for child in node.child_nodes() {
                 let one = |sink: &mut Sink| {
                     child.check_entries(1, &[], sink);
@@ -181,7 +192,11 @@ fn decode_executor(node: &KdlNode, sink: &mut Sink) -> Option<ExecutorDecl> {
                     "qos" => slurm.qos = one(sink),
                     "sbatch-args" => {
                         child.check_entries(usize::MAX, &[], sink);
-                        slurm.sbatch_args = child.args::<String>(sink).into_iter().map(|s| s.value).collect();
+                        slurm.sbatch_args = child
+                            .args::<String>(sink)
+                            .into_iter()
+                            .map(|s| s.value)
+                            .collect();
                     }
                     _ => {}
                 }
@@ -203,19 +218,25 @@ fn decode_executor(node: &KdlNode, sink: &mut Sink) -> Option<ExecutorDecl> {
 fn decode_stage(node: &KdlNode, sink: &mut Sink) -> Option<StageDecl> {
     node.check_entries(1, &["kind"], sink);
     let name = node.arg_spanned::<String>(0, sink)?;
-    let kind = match node.prop_spanned::<String>("kind", sink) {
-        Some(kind) => kind,
-        None => {
-            if !node.entries().iter().any(|e| e.name().is_some_and(|n| n.value() == "kind")) {
+    let kind = node
+        .prop_spanned::<String>("kind", sink)
+        .unwrap_or_else(|| {
+            if !node
+                .entries()
+                .iter()
+                .any(|e| e.name().is_some_and(|n| n.value() == "kind"))
+            {
                 sink.push(RecipeError::MissingValue {
                     what: format!("the kind of stage `{}`", name.value),
                     span: name.span,
-                    help: format!("write `stage {} kind=command {{ ... }}` (or another kind)", name.value),
+                    help: format!(
+                        "write `stage {} kind=command {{ ... }}` (or another kind)",
+                        name.value
+                    ),
                 });
             }
             Spanned::new(String::new(), name.span)
-        }
-    };
+        });
     let mut stage = StageDecl {
         name,
         kind,
@@ -255,7 +276,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> (Recipe, Vec<RecipeError>) {
-        let (recipe, sink) = Recipe::parse("test.kdl", text, PathBuf::from("/r")).expect("valid KDL");
+        let (recipe, sink) =
+            Recipe::parse("test.kdl", text, PathBuf::from("/r")).expect("valid KDL");
         (recipe, sink.into_errors())
     }
 
@@ -275,10 +297,20 @@ mod tests {
         assert_eq!(recipe.workspace_dir(), PathBuf::from("/r/ws"));
         assert_eq!(recipe.seed, 7);
         assert!(matches!(&recipe.devices, Devices::List(l) if l.len() == 2));
-        assert!(matches!(&recipe.executor, ExecutorDecl::Slurm(s) if s.partition.as_deref() == Some("gpu")));
+        assert!(
+            matches!(&recipe.executor, ExecutorDecl::Slurm(s) if s.partition.as_deref() == Some("gpu"))
+        );
         assert_eq!(recipe.models[0].name.value, "tiny");
         let a = recipe.stage("a").unwrap();
-        assert_eq!((a.kind.value.as_str(), a.retries, a.files.len(), a.body.len()), ("command", 2, 1, 1));
+        assert_eq!(
+            (
+                a.kind.value.as_str(),
+                a.retries,
+                a.files.len(),
+                a.body.len()
+            ),
+            ("command", 2, 1, 1)
+        );
         let b = recipe.stage("b").unwrap();
         assert_eq!(b.inputs[0].value, "a");
         assert_eq!((b.gpus, b.executor.clone()), (1, Some(ExecutorDecl::Local)));
@@ -312,7 +344,8 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_reported_with_spans() {
-        let err = Recipe::parse("bad.kdl", "stage a kind=command {\n", PathBuf::from("/")).unwrap_err();
+        let err =
+            Recipe::parse("bad.kdl", "stage a kind=command {\n", PathBuf::from("/")).unwrap_err();
         assert!(!err.errors.is_empty());
     }
 }

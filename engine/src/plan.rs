@@ -10,9 +10,7 @@ use miette::LabeledSpan;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
-use yiflow_dsl::{
-    ExecutorDecl, Recipe, RecipeError, RecipeErrors, Sink, StageDecl, did_you_mean,
-};
+use yiflow_dsl::{ExecutorDecl, Recipe, RecipeError, RecipeErrors, Sink, StageDecl, did_you_mean};
 
 use crate::{DecodeCx, Registry, Stage};
 
@@ -70,7 +68,11 @@ impl std::fmt::Debug for Plan {
 
 impl Plan {
     /// Compiles a parsed recipe; `sink` holds the problems parsing found already.
-    pub fn compile(recipe: Recipe, mut sink: Sink, registry: &Registry) -> Result<Plan, RecipeErrors> {
+    pub fn compile(
+        recipe: Recipe,
+        mut sink: Sink,
+        registry: &Registry,
+    ) -> Result<Plan, RecipeErrors> {
         let recipe = Arc::new(recipe);
         let mut by_name: HashMap<&str, usize> = HashMap::new();
         let mut unique: Vec<&StageDecl> = Vec::new();
@@ -90,18 +92,19 @@ impl Plan {
         let cx = DecodeCx { recipe: &recipe };
         let mut stages = Vec::with_capacity(unique.len());
         for (index, decl) in unique.iter().enumerate() {
-            let kind = match registry.get(&decl.kind.value) {
-                Some(kind) => kind.clone(),
-                None => {
-                    if !decl.kind.value.is_empty() {
-                        sink.push(RecipeError::UnknownKind {
-                            kind: decl.kind.value.clone(),
-                            span: decl.kind.span,
-                            help: did_you_mean(&decl.kind.value, registry.names(), "no stage kinds are registered"),
-                        });
-                    }
-                    continue;
+            let Some(kind) = registry.get(&decl.kind.value).cloned() else {
+                if !decl.kind.value.is_empty() {
+                    sink.push(RecipeError::UnknownKind {
+                        kind: decl.kind.value.clone(),
+                        span: decl.kind.span,
+                        help: did_you_mean(
+                            &decl.kind.value,
+                            registry.names(),
+                            "no stage kinds are registered",
+                        ),
+                    });
                 }
+                continue;
             };
             cx.check_body(decl, kind.children(), &mut sink);
             let params = kind.decode(decl, &cx, &mut sink);
@@ -116,7 +119,10 @@ impl Plan {
                         span: input.span,
                         help: did_you_mean(
                             &input.value,
-                            unique.iter().map(|s| s.name.value.as_str()).filter(|n| *n != decl.name.value),
+                            unique
+                                .iter()
+                                .map(|s| s.name.value.as_str())
+                                .filter(|n| *n != decl.name.value),
                             "this recipe has no other stages",
                         ),
                     }),
@@ -132,7 +138,10 @@ impl Plan {
                 inputs,
                 dependents: Vec::new(),
                 files,
-                executor: decl.executor.clone().unwrap_or_else(|| recipe.executor.clone()),
+                executor: decl
+                    .executor
+                    .clone()
+                    .unwrap_or_else(|| recipe.executor.clone()),
             });
         }
 
@@ -164,7 +173,12 @@ impl Plan {
                 stages[up].dependents.push(i);
             }
         }
-        Ok(Plan { recipe, stages, graph, order })
+        Ok(Plan {
+            recipe,
+            stages,
+            graph,
+            order,
+        })
     }
 
     pub fn stage(&self, name: &str) -> Option<&PlannedStage> {
@@ -207,7 +221,11 @@ fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> 
         let full = if Path::new(&pattern.value).is_absolute() {
             pattern.value.clone()
         } else {
-            format!("{}/{}", glob::Pattern::escape(&dir.to_string_lossy()), pattern.value)
+            format!(
+                "{}/{}",
+                glob::Pattern::escape(&dir.to_string_lossy()),
+                pattern.value
+            )
         };
         let matches = match glob::glob(&full) {
             Ok(paths) => paths.filter_map(Result::ok).collect::<Vec<_>>(),
@@ -216,7 +234,8 @@ fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> 
                     message: format!("`{}` is not a valid glob: {}", pattern.value, e.msg),
                     span: pattern.span,
                     label: "invalid glob".to_owned(),
-                    help: "globs use `*`, `?`, `**` and `[...]`, relative to the recipe's folder".to_owned(),
+                    help: "globs use `*`, `?`, `**` and `[...]`, relative to the recipe's folder"
+                        .to_owned(),
                 });
                 continue;
             }
@@ -244,10 +263,13 @@ fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> 
 
 /// True when a pattern matched only files another pattern already listed (not a mistake).
 fn matches_existing(files: &BTreeSet<PathBuf>, dir: &Path, pattern: &str) -> bool {
-    let Ok(pattern) = glob::Pattern::new(pattern) else { return false };
-    files
-        .iter()
-        .any(|f| f.strip_prefix(dir).is_ok_and(|rel| pattern.matches_path(rel)))
+    let Ok(pattern) = glob::Pattern::new(pattern) else {
+        return false;
+    };
+    files.iter().any(|f| {
+        f.strip_prefix(dir)
+            .is_ok_and(|rel| pattern.matches_path(rel))
+    })
 }
 
 fn collect_files(path: &Path, files: &mut BTreeSet<PathBuf>) {
@@ -272,13 +294,18 @@ fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {
         }
         // Walk inside the component from its smallest member until we are back at it.
         let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
-        let start = *members.iter().min_by_key(|n| graph[**n]).expect("non-empty");
+        let start = *members
+            .iter()
+            .min_by_key(|n| graph[**n])
+            .expect("non-empty");
         let mut path = vec![start];
         let mut visited = BTreeSet::from([start]);
         let mut at = start;
         loop {
-            let mut next: Vec<NodeIndex> =
-                graph.neighbors(at).filter(|n| members.contains(n)).collect();
+            let mut next: Vec<NodeIndex> = graph
+                .neighbors(at)
+                .filter(|n| members.contains(n))
+                .collect();
             next.sort_by_key(|n| graph[*n]);
             if next.contains(&start) {
                 break;
@@ -318,5 +345,8 @@ fn cycle_error(cycle: &[usize], stages: &[PlannedStage]) -> RecipeError {
             )
         })
         .collect();
-    RecipeError::Cycle { cycle: names.join(" -> "), spans }
+    RecipeError::Cycle {
+        cycle: names.join(" -> "),
+        spans,
+    }
 }

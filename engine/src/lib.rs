@@ -1,10 +1,13 @@
 //! The yiflow engine: compiles recipes into plans, fingerprints stages, stores artifacts by content,
 //! schedules stage processes and watches for edits.
 
+mod artifact_store;
 mod assess;
 mod devices;
 mod engine_error;
+mod file_hasher;
 mod fingerprint;
+mod gc;
 mod graph_render;
 mod index;
 mod load;
@@ -13,15 +16,23 @@ mod plan;
 mod registry;
 mod reporter;
 mod scheduler;
+mod sled_index;
+mod snapshot_index;
 mod stage;
 mod stage_key;
+mod store_error;
 mod supervisor;
 mod watch;
+mod workspace;
+mod workspace_lock;
 
+pub use artifact_store::{ArtifactStore, Verify};
 pub use assess::{Assessment, Status, assess};
 pub use devices::{DeviceError, DevicePool, detect_cuda};
 pub use engine_error::EngineError;
+pub use file_hasher::FileHasher;
 pub use fingerprint::FingerprintKey;
+pub use gc::GcReport;
 pub use graph_render::{to_dot, to_mermaid};
 pub use index::{FileEntry, FileStamp, Index, Manifest, RunState, StageRecord};
 pub use load::{LoadError, load_plan};
@@ -30,6 +41,11 @@ pub use plan::{Plan, PlannedStage};
 pub use registry::Registry;
 pub use reporter::{Reporter, format_duration};
 pub use scheduler::{Control, Failure, RunOptions, RunSummary, Scheduler};
+pub use sled_index::SledIndex;
+pub use snapshot_index::SnapshotIndex;
 pub use stage::{DecodeCx, ExecError, Launch, Stage, StageIo, input_var};
+pub use store_error::StoreError;
 pub use supervisor::supervise;
 pub use watch::{NamedOptions, watch};
+pub use workspace::{Access, Workspace};
+pub use workspace_lock::{LockHolder, WorkspaceLock};

@@ -1,4 +1,6 @@
-//! Command-line interface. The doc comments here are the `--help` text.
+//! Command-line interface. The doc comments here are the `--help` text, written for a terminal, not
+//! rustdoc (hence no backticks).
+#![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
 

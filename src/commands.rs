@@ -1,5 +1,6 @@
 //! One function per subcommand: load the recipe, call the engine, print, return the exit status.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -270,8 +271,8 @@ fn status(path: &Path) -> i32 {
         .unwrap_or(5)
         .max(5);
     println!(
-        "{:width$}  {:11}  {:>9}  {:12}  {}",
-        "stage", "state", "took", "artifact", "job"
+        "{:width$}  {:11}  {:>9}  {:12}  job",
+        "stage", "state", "took", "artifact"
     );
     for &i in &plan.order {
         let name = &plan.stages[i].name;
@@ -295,7 +296,7 @@ fn status(path: &Path) -> i32 {
                     r.job_id.as_deref().unwrap_or("-")
                 );
                 if let Some(detail) = &r.detail {
-                    line.push_str(&format!("  ({detail})"));
+                    let _ = write!(line, "  ({detail})");
                 }
                 println!("{line}");
             }

@@ -319,7 +319,7 @@ fn ctrl_c_stops_stages_and_records_nothing_partial() {
     );
     let artifacts = p.path().join(".yiflow/artifacts");
     assert_eq!(
-        std::fs::read_dir(&artifacts).map_or(0, |d| d.count()),
+        std::fs::read_dir(&artifacts).map_or(0, Iterator::count),
         0,
         "no partial artifact"
     );

@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Every stage's artifact is cached by content: an unchanged stage never runs twice, and an edit reruns
 /// exactly the stages it touched. Set RUST_LOG (e.g. RUST_LOG=yiflow=debug) for detailed logs.
 #[derive(Debug, Parser)]
-#[command(name = "yiflow", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "yiflow",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

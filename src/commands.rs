@@ -7,8 +7,8 @@ use miette::Report;
 use tokio_util::sync::CancellationToken;
 use yiflow_dsl::did_you_mean;
 use yiflow_engine::{
-    Access, DevicePool, NamedOptions, Plan, Programs, Reporter, RunState, Scheduler, Status, StageIo,
-    Workspace, assess, format_duration, load_plan,
+    Access, DevicePool, NamedOptions, Plan, Programs, Reporter, RunState, Scheduler, StageIo,
+    Status, Workspace, assess, format_duration, load_plan,
 };
 
 use crate::cli::{Command, GraphFormat, PlanFormat};
@@ -20,10 +20,22 @@ const INVALID: i32 = 2;
 pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Check { recipe } => check(&recipe),
-        Command::Plan { recipe, explain, format } => plan(&recipe, explain, format),
-        Command::Run { recipe, jobs, only, force, keep_going, watch } => {
+        Command::Plan {
+            recipe,
+            explain,
+            format,
+        } => plan(&recipe, explain, format),
+        Command::Run {
+            recipe,
+            jobs,
+            only,
+            force,
+            keep_going,
+            watch,
+        } => {
             let opts = NamedOptions {
-                jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
                 only,
                 force,
                 keep_going,
@@ -85,7 +97,10 @@ fn plan(path: &Path, explain: bool, format: PlanFormat) -> i32 {
         }
     };
     if format == PlanFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&verdicts).expect("verdicts serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdicts).expect("verdicts serialise")
+        );
         return OK;
     }
     let width = verdicts.iter().map(|v| v.stage.len()).max().unwrap_or(0);
@@ -111,7 +126,10 @@ fn plan(path: &Path, explain: bool, format: PlanFormat) -> i32 {
     let runs = verdicts.iter().filter(|v| v.status == Status::Run).count();
     println!("{runs} to run, {} cached", verdicts.len() - runs);
     if let Some(holder) = ws.live_holder() {
-        println!("(a run is in progress: pid {}, {})", holder.pid, holder.command);
+        println!(
+            "(a run is in progress: pid {}, {})",
+            holder.pid, holder.command
+        );
     }
     OK
 }
@@ -121,7 +139,11 @@ fn names_to_check(plan: &Plan, names: &[String], flag: &str) -> Result<(), i32> 
         if plan.stage(name).is_none() {
             eprintln!(
                 "error: {flag} names `{name}`, which is not a stage of this recipe; {}",
-                did_you_mean(name, plan.stages.iter().map(|s| s.name.as_str()), "it has no stages")
+                did_you_mean(
+                    name,
+                    plan.stages.iter().map(|s| s.name.as_str()),
+                    "it has no stages"
+                )
             );
             return Err(INVALID);
         }
@@ -139,7 +161,11 @@ fn run(path: &Path, opts: NamedOptions, watch: bool) -> i32 {
     {
         return code;
     }
-    let ws = match open(&plan, Access::Write, &format!("yiflow run {}", path.display())) {
+    let ws = match open(
+        &plan,
+        Access::Write,
+        &format!("yiflow run {}", path.display()),
+    ) {
         Ok(ws) => Arc::new(ws),
         Err(code) => return code,
     };
@@ -157,7 +183,10 @@ fn run(path: &Path, opts: NamedOptions, watch: bool) -> i32 {
             return FAILED;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
@@ -210,10 +239,13 @@ fn run(path: &Path, opts: NamedOptions, watch: bool) -> i32 {
 fn graph(path: &Path, format: GraphFormat) -> i32 {
     match load(path) {
         Ok(plan) => {
-            print!("{}", match format {
-                GraphFormat::Dot => yiflow_engine::to_dot(&plan),
-                GraphFormat::Mermaid => yiflow_engine::to_mermaid(&plan),
-            });
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Dot => yiflow_engine::to_dot(&plan),
+                    GraphFormat::Mermaid => yiflow_engine::to_mermaid(&plan),
+                }
+            );
             OK
         }
         Err(code) => code,
@@ -230,8 +262,17 @@ fn status(path: &Path) -> i32 {
         Err(code) => return code,
     };
     let live = ws.live_holder().is_some();
-    let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
-    println!("{:width$}  {:11}  {:>9}  {:12}  {}", "stage", "state", "took", "artifact", "job");
+    let width = plan
+        .stages
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:width$}  {:11}  {:>9}  {:12}  {}",
+        "stage", "state", "took", "artifact", "job"
+    );
     for &i in &plan.order {
         let name = &plan.stages[i].name;
         match ws.index().stage_record(&plan.recipe.name, name) {
@@ -240,15 +281,28 @@ fn status(path: &Path) -> i32 {
                     RunState::Running if !live => "interrupted".to_owned(),
                     s => s.to_string(),
                 };
-                let hash = r.content_hash.as_deref().map_or("-", |h| &h[..12.min(h.len())]);
-                let took = if r.state == RunState::Running { "-".into() } else { format_duration(std::time::Duration::from_millis(r.duration_ms)) };
-                let mut line = format!("{name:width$}  {state:11}  {took:>9}  {hash:12}  {}", r.job_id.as_deref().unwrap_or("-"));
+                let hash = r
+                    .content_hash
+                    .as_deref()
+                    .map_or("-", |h| &h[..12.min(h.len())]);
+                let took = if r.state == RunState::Running {
+                    "-".into()
+                } else {
+                    format_duration(std::time::Duration::from_millis(r.duration_ms))
+                };
+                let mut line = format!(
+                    "{name:width$}  {state:11}  {took:>9}  {hash:12}  {}",
+                    r.job_id.as_deref().unwrap_or("-")
+                );
                 if let Some(detail) = &r.detail {
                     line.push_str(&format!("  ({detail})"));
                 }
                 println!("{line}");
             }
-            Ok(None) => println!("{name:width$}  {:11}  {:>9}  {:12}  -", "never run", "-", "-"),
+            Ok(None) => println!(
+                "{name:width$}  {:11}  {:>9}  {:12}  -",
+                "never run", "-", "-"
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 return FAILED;
@@ -256,7 +310,10 @@ fn status(path: &Path) -> i32 {
         }
     }
     if let Some(holder) = ws.live_holder() {
-        println!("a run is in progress: pid {} ({})", holder.pid, holder.command);
+        println!(
+            "a run is in progress: pid {} ({})",
+            holder.pid, holder.command
+        );
     }
     OK
 }
@@ -328,7 +385,9 @@ pub fn exec_stage() -> i32 {
     let result = (|| -> Result<(), yiflow_engine::ExecError> {
         let io = StageIo::from_env()?;
         let registry = yiflow_stages::registry();
-        let kind = registry.get(&io.kind).ok_or_else(|| format!("unknown stage kind `{}`", io.kind))?;
+        let kind = registry
+            .get(&io.kind)
+            .ok_or_else(|| format!("unknown stage kind `{}`", io.kind))?;
         let params = io.params()?;
         kind.execute(&params, &io)
     })();

@@ -34,7 +34,12 @@ fn verdicts(p: &Project) -> Vec<(String, String, Vec<String>)> {
             (
                 v["stage"].as_str().unwrap().to_owned(),
                 v["status"].as_str().unwrap().to_owned(),
-                v["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+                v["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
             )
         })
         .collect()
@@ -42,14 +47,23 @@ fn verdicts(p: &Project) -> Vec<(String, String, Vec<String>)> {
 
 fn artifact_of(p: &Project, stage: &str) -> std::path::PathBuf {
     let status = p.yiflow("status", &[]);
-    let line = status.stdout.lines().find(|l| l.starts_with(&format!("{stage} "))).expect("stage line");
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{stage} ")))
+        .expect("stage line");
     let short = line.split_whitespace().nth(3).expect("hash column");
     let dir = p.path().join(".yiflow/artifacts");
     std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|path| path.file_name().unwrap().to_string_lossy().starts_with(short))
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(short)
+        })
         .expect("artifact folder")
 }
 
@@ -70,7 +84,10 @@ fn first_run_then_nothing_to_do() {
     }
     assert!(verdicts(&p).iter().all(|(_, s, _)| s == "cached"));
     let d = artifact_of(&p, "d");
-    assert_eq!(std::fs::read_to_string(d.join("d.txt")).unwrap(), "A\ndata v1\nA\n");
+    assert_eq!(
+        std::fs::read_to_string(d.join("d.txt")).unwrap(),
+        "A\ndata v1\nA\n"
+    );
 }
 
 #[test]
@@ -78,18 +95,31 @@ fn editing_a_stage_reruns_it_and_its_dependents_only() {
     let p = diamond();
     assert_eq!(p.yiflow("run", &[]).code, 0);
     // Formatting, comments and stage order never matter.
-    let shuffled = DIAMOND.replace("stage a kind=command", "// a comment\nstage   a   kind=command");
+    let shuffled = DIAMOND.replace(
+        "stage a kind=command",
+        "// a comment\nstage   a   kind=command",
+    );
     p.set_recipe(&shuffled);
-    assert!(verdicts(&p).iter().all(|(_, s, _)| s == "cached"), "{:?}", verdicts(&p));
+    assert!(
+        verdicts(&p).iter().all(|(_, s, _)| s == "cached"),
+        "{:?}",
+        verdicts(&p)
+    );
 
-    p.set_recipe(&DIAMOND.replace("cat data.txt $YIFLOW_IN_a/a.txt", "cat data.txt data.txt $YIFLOW_IN_a/a.txt"));
+    p.set_recipe(&DIAMOND.replace(
+        "cat data.txt $YIFLOW_IN_a/a.txt",
+        "cat data.txt data.txt $YIFLOW_IN_a/a.txt",
+    ));
     let v = verdicts(&p);
     assert_eq!(v[0].1, "cached");
     let c = v.iter().find(|x| x.0 == "c").unwrap();
     assert_eq!(c.1, "run");
     assert!(c.2[0].starts_with("param `run` "), "{:?}", c.2);
     let d = v.iter().find(|x| x.0 == "d").unwrap();
-    assert_eq!((d.1.as_str(), d.2.clone()), ("run", vec!["upstream `c` will run".to_owned()]));
+    assert_eq!(
+        (d.1.as_str(), d.2.clone()),
+        ("run", vec!["upstream `c` will run".to_owned()])
+    );
 
     let run = p.yiflow("run", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -135,13 +165,24 @@ fn artifacts_changed_behind_the_engines_back_are_rebuilt() {
     let run = p.yiflow("run", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("modified on disk"), "{}", run.stderr);
-    assert_eq!(ran(&run), ["c"], "d stays cached: c's rebuilt output is the same as before");
+    assert_eq!(
+        ran(&run),
+        ["c"],
+        "d stays cached: c's rebuilt output is the same as before"
+    );
     let c = artifact_of(&p, "c");
-    assert_eq!(std::fs::read_to_string(c.join("c.txt")).unwrap(), "data v1\nA\n");
+    assert_eq!(
+        std::fs::read_to_string(c.join("c.txt")).unwrap(),
+        "data v1\nA\n"
+    );
 
     // A deleted artifact folder is rebuilt too.
     let d = artifact_of(&p, "d");
-    Command::new("chmod").args(["-R", "u+w"]).arg(&d).status().unwrap();
+    Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&d)
+        .status()
+        .unwrap();
     std::fs::remove_dir_all(&d).unwrap();
     let run = p.yiflow("run", &[]);
     assert!(run.stderr.contains("deleted on disk"), "{}", run.stderr);
@@ -160,9 +201,20 @@ stage other kind=command { input slow; run "echo ok > $YIFLOW_OUT/y" }
     let p = Project::new(recipe);
     let run = p.yiflow("run", &["-j", "2"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("FAILED  bad: exit code 3"), "{}", run.stderr);
-    assert!(run.stderr.contains("skipped after: `bad` failed"), "{}", run.stderr);
-    assert!(!ran(&run).contains(&"other".to_owned()), "without --keep-going nothing new starts");
+    assert!(
+        run.stderr.contains("FAILED  bad: exit code 3"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("skipped after: `bad` failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !ran(&run).contains(&"other".to_owned()),
+        "without --keep-going nothing new starts"
+    );
 
     let run = p.yiflow("run", &["-j", "2", "--keep-going"]);
     assert_eq!(run.code, 1);
@@ -178,28 +230,44 @@ fn retries_rerun_a_failed_stage() {
     );
     let run = p.yiflow("run", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("retry   flaky: exit code 1 (attempt 2 of 3)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("retry   flaky: exit code 1 (attempt 2 of 3)"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(p.count_lines("tries"), 2);
 }
 
 #[test]
 fn stages_run_in_parallel_up_to_jobs() {
     let stage = |n: &str| {
-        format!(r#"stage {n} kind=command {{ run "date +%s.%N > {n}.start; sleep 0.5; date +%s.%N > {n}.end; touch $YIFLOW_OUT/x" }}"#)
+        format!(
+            r#"stage {n} kind=command {{ run "date +%s.%N > {n}.start; sleep 0.5; date +%s.%N > {n}.end; touch $YIFLOW_OUT/x" }}"#
+        )
     };
     let p = Project::new(&format!("{}\n{}\n", stage("p"), stage("q")));
     assert_eq!(p.yiflow("run", &["-j", "2"]).code, 0);
     let t = |f: &str| p.read(f).trim().parse::<f64>().unwrap();
-    assert!(t("p.start") < t("q.end") && t("q.start") < t("p.end"), "the two stages overlapped");
+    assert!(
+        t("p.start") < t("q.end") && t("q.start") < t("p.end"),
+        "the two stages overlapped"
+    );
 
     let p = Project::new(&format!("{}\n{}\n", stage("p"), stage("q")));
     assert_eq!(p.yiflow("run", &["-j", "1"]).code, 0);
-    assert!(t("p.end") <= t("q.start") || t("q.end") <= t("p.start"), "-j 1 runs one at a time");
+    let t = |f: &str| p.read(f).trim().parse::<f64>().unwrap();
+    assert!(
+        t("p.end") <= t("q.start") || t("q.end") <= t("p.start"),
+        "-j 1 runs one at a time"
+    );
 }
 
 #[test]
 fn gpu_stages_fall_back_to_cpu_and_explicit_devices_are_strict() {
-    let p = Project::new(r#"stage g kind=command { gpus 1; run "echo [$CUDA_VISIBLE_DEVICES] > $YIFLOW_OUT/dev" }"#);
+    let p = Project::new(
+        r#"stage g kind=command { gpus 1; run "echo [$CUDA_VISIBLE_DEVICES] > $YIFLOW_OUT/dev" }"#,
+    );
     let run = p.yiflow("run", &[]);
     if yiflow_engine_has_no_gpu() {
         assert_eq!(run.code, 0, "{}", run.stderr);
@@ -210,25 +278,51 @@ fn gpu_stages_fall_back_to_cpu_and_explicit_devices_are_strict() {
     );
     let run = p.yiflow("run", &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("cuda:7 is not present"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cuda:7 is not present"),
+        "{}",
+        run.stderr
+    );
 }
 
 fn yiflow_engine_has_no_gpu() -> bool {
-    Command::new("nvidia-smi").arg("-L").output().map_or(true, |o| !o.status.success())
+    Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .map_or(true, |o| !o.status.success())
 }
 
 #[test]
 fn ctrl_c_stops_stages_and_records_nothing_partial() {
-    let p = Project::new(r#"stage long kind=command { run "echo $$ > pid; echo partial > $YIFLOW_OUT/x; sleep 30" }"#);
+    let p = Project::new(
+        r#"stage long kind=command { run "echo $$ > pid; echo partial > $YIFLOW_OUT/x; sleep 30" }"#,
+    );
     let child = p.spawn_run(&[]);
-    assert!(wait_for(Duration::from_secs(10), || !p.read("pid").is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || !p
+        .read("pid")
+        .is_empty()));
     let pid: u32 = p.read("pid").trim().parse().unwrap();
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_for(Duration::from_secs(10), || !alive(pid)), "the stage process was stopped");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !alive(pid)),
+        "the stage process was stopped"
+    );
     let artifacts = p.path().join(".yiflow/artifacts");
-    assert_eq!(std::fs::read_dir(&artifacts).map_or(0, |d| d.count()), 0, "no partial artifact");
+    assert_eq!(
+        std::fs::read_dir(&artifacts).map_or(0, |d| d.count()),
+        0,
+        "no partial artifact"
+    );
     let status = p.yiflow("status", &[]);
     assert!(status.stdout.contains("cancelled"), "{}", status.stdout);
 }
@@ -242,16 +336,40 @@ stage long kind=command { input first; run "echo started; touch started; sleep 3
 "#,
     );
     let mut child = p.spawn_run(&[]);
-    assert!(wait_for(Duration::from_secs(10), || p.path().join("started").exists()));
+    assert!(wait_for(Duration::from_secs(10), || p
+        .path()
+        .join("started")
+        .exists()));
     let second = p.yiflow("run", &[]);
     assert_eq!(second.code, 2);
-    assert!(second.stderr.contains(&format!("pid {}", child.id())), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        second.stderr
+    );
 
     // status, plan and log read a snapshot while the run holds the database.
+    let running = || {
+        let status = p.yiflow("status", &[]);
+        assert_eq!(status.code, 0, "{}", status.stderr);
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("long") && l.contains("running"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), running),
+        "status shows the running stage"
+    );
     let status = p.yiflow("status", &[]);
-    assert_eq!(status.code, 0, "{}", status.stderr);
-    assert!(status.stdout.lines().any(|l| l.starts_with("long") && l.contains("running")), "{}", status.stdout);
-    assert!(status.stdout.lines().any(|l| l.starts_with("first") && l.contains("succeeded")), "{}", status.stdout);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("first") && l.contains("succeeded")),
+        "{}",
+        status.stdout
+    );
     let plan = p.yiflow("plan", &[]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert!(plan.stdout.contains("cached  first"), "{}", plan.stdout);
@@ -271,18 +389,31 @@ stage long kind=command { input first; run "echo $$ > pid; echo 1 >> marks.long;
 "#,
     );
     let mut child = p.spawn_run(&[]);
-    assert!(wait_for(Duration::from_secs(10), || !p.read("pid").is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || !p
+        .read("pid")
+        .is_empty()));
     let pid: u32 = p.read("pid").trim().parse().unwrap();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !alive(pid)), "the supervisor stopped the orphaned stage");
+    assert!(
+        wait_for(Duration::from_secs(10), || !alive(pid)),
+        "the supervisor stopped the orphaned stage"
+    );
 
     p.set_recipe(&p.read("recipe.kdl").replace("sleep 30", "sleep 0"));
     let run = p.yiflow("run", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("took over the workspace lock"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("took over the workspace lock"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(ran(&run), ["long"]);
-    assert_eq!(p.count_lines("marks.first"), 1, "the completed stage stayed cached");
+    assert_eq!(
+        p.count_lines("marks.first"),
+        1,
+        "the completed stage stayed cached"
+    );
 }
 
 #[test]
@@ -292,12 +423,18 @@ fn a_file_edited_while_its_stage_runs_is_not_recorded_as_fresh() {
     );
     p.write("input.txt", "one\n");
     let child = p.spawn_run(&[]);
-    assert!(wait_for(Duration::from_secs(10), || p.path().join("started").exists()));
+    assert!(wait_for(Duration::from_secs(10), || p
+        .path()
+        .join("started")
+        .exists()));
     p.write("input.txt", "two\n");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("`input.txt` changed while it ran; result discarded"), "{stderr}");
+    assert!(
+        stderr.contains("`input.txt` changed while it ran; result discarded"),
+        "{stderr}"
+    );
     let a = artifact_of(&p, "s");
     assert_eq!(std::fs::read_to_string(a.join("copy")).unwrap(), "two\n");
 }
@@ -321,5 +458,9 @@ fn only_and_force() {
     assert_eq!(ran(&run), ["a", "b"]);
     let run = p.yiflow("run", &["--force", "a"]);
     assert_eq!(ran(&run), ["a", "c", "d"], "{}", run.stderr);
-    assert_eq!(p.count_lines("marks.b"), 1, "b: a's forced rerun gave the same output");
+    assert_eq!(
+        p.count_lines("marks.b"),
+        1,
+        "b: a's forced rerun gave the same output"
+    );
 }

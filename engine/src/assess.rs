@@ -28,15 +28,20 @@ pub struct Assessment {
 }
 
 /// Assesses every stage of `plan` in topological order against the workspace's cache.
-pub fn assess(plan: &Plan, ws: &Workspace, force: &[usize]) -> Result<Vec<Assessment>, EngineError> {
+pub fn assess(
+    plan: &Plan,
+    ws: &Workspace,
+    force: &[usize],
+) -> Result<Vec<Assessment>, EngineError> {
     let index = ws.index();
     let mut hashes: BTreeMap<usize, String> = BTreeMap::new();
     let mut verdicts: BTreeMap<usize, Assessment> = BTreeMap::new();
     for &i in &plan.order {
         let stage = &plan.stages[i];
         let record = index.stage_record(&plan.recipe.name, &stage.name)?;
-        let old_key: Option<FingerprintKey> =
-            record.as_ref().and_then(|r| serde_json::from_value(r.key.clone()).ok());
+        let old_key: Option<FingerprintKey> = record
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.key.clone()).ok());
         let pending: Vec<&str> = stage
             .inputs
             .iter()
@@ -60,14 +65,17 @@ pub fn assess(plan: &Plan, ws: &Workspace, force: &[usize]) -> Result<Vec<Assess
                 reasons.push("new stage (never run)".to_owned());
             }
             reasons.extend(pending.iter().map(|u| format!("upstream `{u}` will run")));
-            verdicts.insert(i, Assessment {
-                stage: stage.name.clone(),
-                kind: stage.kind.kind().to_owned(),
-                status: Status::Run,
-                reasons,
-                fingerprint: None,
-                key: None,
-            });
+            verdicts.insert(
+                i,
+                Assessment {
+                    stage: stage.name.clone(),
+                    kind: stage.kind.kind().to_owned(),
+                    status: Status::Run,
+                    reasons,
+                    fingerprint: None,
+                    key: None,
+                },
+            );
             continue;
         }
         let upstream = stage
@@ -94,8 +102,12 @@ pub fn assess(plan: &Plan, ws: &Workspace, force: &[usize]) -> Result<Vec<Assess
                     if changes.is_empty() && reasons.is_empty() {
                         reasons.push(match r.state {
                             RunState::Failed => "its last run failed".to_owned(),
-                            RunState::Cancelled | RunState::Running => "its last run was interrupted".to_owned(),
-                            RunState::Stale => "a declared file changed during its last run".to_owned(),
+                            RunState::Cancelled | RunState::Running => {
+                                "its last run was interrupted".to_owned()
+                            }
+                            RunState::Stale => {
+                                "a declared file changed during its last run".to_owned()
+                            }
                             _ => "no cached artifact for this fingerprint".to_owned(),
                         });
                     }
@@ -104,14 +116,21 @@ pub fn assess(plan: &Plan, ws: &Workspace, force: &[usize]) -> Result<Vec<Assess
             }
             Status::Run
         };
-        verdicts.insert(i, Assessment {
-            stage: stage.name.clone(),
-            kind: stage.kind.kind().to_owned(),
-            status,
-            reasons,
-            fingerprint: Some(prepared.fingerprint.clone()),
-            key: Some(prepared.key),
-        });
+        verdicts.insert(
+            i,
+            Assessment {
+                stage: stage.name.clone(),
+                kind: stage.kind.kind().to_owned(),
+                status,
+                reasons,
+                fingerprint: Some(prepared.fingerprint.clone()),
+                key: Some(prepared.key),
+            },
+        );
     }
-    Ok(plan.order.iter().filter_map(|i| verdicts.remove(i)).collect())
+    Ok(plan
+        .order
+        .iter()
+        .filter_map(|i| verdicts.remove(i))
+        .collect())
 }

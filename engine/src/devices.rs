@@ -19,19 +19,32 @@ pub enum DeviceError {
     #[error("device {device} is not present (found: {found})")]
     Missing { device: String, found: String },
     #[error("stage `{stage}` asks for {wanted} GPUs but the recipe's device pool has {total}")]
-    TooFew { stage: String, wanted: u32, total: usize },
+    TooFew {
+        stage: String,
+        wanted: u32,
+        total: usize,
+    },
 }
 
 /// CUDA devices on this machine, as `cuda:N` (physical indices), found through `nvidia-smi -L`
-/// (no CUDA library is loaded) and narrowed by CUDA_VISIBLE_DEVICES when that is set.
+/// (no CUDA library is loaded) and narrowed by `CUDA_VISIBLE_DEVICES` when that is set.
 pub fn detect_cuda() -> Vec<String> {
-    let Ok(out) = Command::new("nvidia-smi").arg("-L").output() else { return Vec::new() };
+    let Ok(out) = Command::new("nvidia-smi").arg("-L").output() else {
+        return Vec::new();
+    };
     if !out.status.success() {
         return Vec::new();
     }
     let found: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.strip_prefix("GPU ")?.split(':').next()?.trim().parse::<u32>().ok())
+        .filter_map(|l| {
+            l.strip_prefix("GPU ")?
+                .split(':')
+                .next()?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        })
         .map(|i| format!("cuda:{i}"))
         .collect();
     match std::env::var("CUDA_VISIBLE_DEVICES") {
@@ -60,19 +73,31 @@ impl DevicePool {
                     if !found.contains(&d.value) {
                         return Err(DeviceError::Missing {
                             device: d.value.clone(),
-                            found: if found.is_empty() { "no CUDA device".into() } else { found.join(", ") },
+                            found: if found.is_empty() {
+                                "no CUDA device".into()
+                            } else {
+                                found.join(", ")
+                            },
                         });
                     }
                 }
                 (list.iter().map(|d| d.value.clone()).collect(), false)
             }
         };
-        Ok(Self { total: free.len(), free, cpu_fallback })
+        Ok(Self {
+            total: free.len(),
+            free,
+            cpu_fallback,
+        })
     }
 
     /// A pool of fake devices, for tests and for clusters that assign devices themselves.
     pub fn with_devices(devices: Vec<String>) -> Self {
-        Self { total: devices.len(), free: devices, cpu_fallback: false }
+        Self {
+            total: devices.len(),
+            free: devices,
+            cpu_fallback: false,
+        }
     }
 
     /// True when GPU stages run on CPU because no GPU was found.
@@ -83,7 +108,11 @@ impl DevicePool {
     /// Checks that a stage asking for `wanted` devices can ever run.
     pub fn check(&self, stage: &str, wanted: u32) -> Result<(), DeviceError> {
         if wanted as usize > self.total && !self.cpu_fallback {
-            return Err(DeviceError::TooFew { stage: stage.to_owned(), wanted, total: self.total });
+            return Err(DeviceError::TooFew {
+                stage: stage.to_owned(),
+                wanted,
+                total: self.total,
+            });
         }
         Ok(())
     }

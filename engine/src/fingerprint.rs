@@ -83,14 +83,22 @@ fn diff_values(path: &str, old: &Value, new: &Value, reasons: &mut Vec<String>) 
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match a.get(k) {
                     Some(old_v) => diff_values(&p, old_v, v, reasons),
                     None => reasons.push(format!("param `{p}` added: {}", short(v))),
                 }
             }
             for k in a.keys().filter(|k| !b.contains_key(*k)) {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 reasons.push(format!("param `{p}` removed"));
             }
         }
@@ -128,7 +136,10 @@ mod tests {
         let a: Value = serde_json::from_str(r#"{"lr": 0.003, "batch": 32}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"batch": 32, "lr": 0.003}"#).unwrap();
         assert_eq!(key(a).fingerprint(), key(b).fingerprint());
-        assert_ne!(key(json!({"lr": 0.003})).fingerprint(), key(json!({"lr": 0.001})).fingerprint());
+        assert_ne!(
+            key(json!({"lr": 0.003})).fingerprint(),
+            key(json!({"lr": 0.001})).fingerprint()
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@ fn quote(text: &str) -> String {
 
 /// Graphviz dot, one node per stage labelled with its kind, edges from upstream to reader.
 pub fn to_dot(plan: &Plan) -> String {
-    let mut out = format!("digraph \"{}\" {{\n    rankdir=LR;\n    node [shape=box, style=rounded];\n", quote(&plan.recipe.name));
+    let mut out = format!(
+        "digraph \"{}\" {{\n    rankdir=LR;\n    node [shape=box, style=rounded];\n",
+        quote(&plan.recipe.name)
+    );
     for stage in &plan.stages {
         let _ = writeln!(
             out,
@@ -22,7 +25,12 @@ pub fn to_dot(plan: &Plan) -> String {
     }
     for stage in &plan.stages {
         for &up in &stage.inputs {
-            let _ = writeln!(out, "    \"{}\" -> \"{}\";", quote(&plan.stages[up].name), quote(&stage.name));
+            let _ = writeln!(
+                out,
+                "    \"{}\" -> \"{}\";",
+                quote(&plan.stages[up].name),
+                quote(&stage.name)
+            );
         }
     }
     out.push_str("}\n");
@@ -33,7 +41,13 @@ pub fn to_dot(plan: &Plan) -> String {
 pub fn to_mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for stage in &plan.stages {
-        let _ = writeln!(out, "    s{}[\"{}<br/>({})\"]", stage.index, stage.name.replace('"', "#quot;"), stage.kind.kind());
+        let _ = writeln!(
+            out,
+            "    s{}[\"{}<br/>({})\"]",
+            stage.index,
+            stage.name.replace('"', "#quot;"),
+            stage.kind.kind()
+        );
     }
     for stage in &plan.stages {
         for &up in &stage.inputs {

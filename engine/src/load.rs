@@ -10,7 +10,10 @@ use crate::{Plan, Registry};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LoadError {
     #[error("failed to read recipe {path}: {source}")]
-    #[diagnostic(code(yiflow::recipe::unreadable), help("check the path; recipes are KDL files such as recipes/quickstart.kdl"))]
+    #[diagnostic(
+        code(yiflow::recipe::unreadable),
+        help("check the path; recipes are KDL files such as recipes/quickstart.kdl")
+    )]
     Read {
         path: PathBuf,
         #[source]
@@ -23,10 +26,14 @@ pub enum LoadError {
 
 /// Reads, parses and compiles the recipe at `path`.
 pub fn load_plan(path: &Path, registry: &Registry) -> Result<Plan, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-    let absolute = std::path::absolute(path)
-        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let absolute = std::path::absolute(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let dir = absolute
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);

@@ -26,7 +26,10 @@ pub struct ProcessSpec {
 pub enum ExitOutcome {
     Success,
     /// Failed, with how ("exit code 2"); `retry` is true where trying again may help by itself.
-    Failed { detail: String, retry: bool },
+    Failed {
+        detail: String,
+        retry: bool,
+    },
     Cancelled,
 }
 
@@ -35,7 +38,7 @@ pub enum ExitOutcome {
 pub struct Programs {
     /// The `yiflow` binary (supervisor and torch-free kinds).
     pub yiflow: PathBuf,
-    /// The `yiflow-worker` binary (LibTorch kinds).
+    /// The `yiflow-worker` binary (`LibTorch` kinds).
     pub worker: PathBuf,
 }
 
@@ -43,17 +46,17 @@ impl Programs {
     /// The running `yiflow` and the worker beside it (or `$YIFLOW_WORKER`).
     pub fn current() -> std::io::Result<Self> {
         let yiflow = std::env::current_exe()?;
-        let worker = std::env::var_os("YIFLOW_WORKER").map_or_else(
-            || yiflow.with_file_name("yiflow-worker"),
-            PathBuf::from,
-        );
+        let worker = std::env::var_os("YIFLOW_WORKER")
+            .map_or_else(|| yiflow.with_file_name("yiflow-worker"), PathBuf::from);
         Ok(Self { yiflow, worker })
     }
 
     /// Program and arguments for a kind's launch.
     pub fn command_for(&self, launch: &Launch) -> (PathBuf, Vec<String>, Vec<(String, String)>) {
         match launch {
-            Launch::Shell { line, env } => ("sh".into(), vec!["-c".into(), line.clone()], env.clone()),
+            Launch::Shell { line, env } => {
+                ("sh".into(), vec!["-c".into(), line.clone()], env.clone())
+            }
             Launch::Internal => (self.yiflow.clone(), vec!["exec-stage".into()], Vec::new()),
             Launch::Worker => (self.worker.clone(), vec!["exec-stage".into()], Vec::new()),
         }
@@ -67,7 +70,10 @@ pub async fn run_local(
     cancel: &CancellationToken,
 ) -> std::io::Result<ExitOutcome> {
     if spec.program.is_absolute() && !spec.program.exists() {
-        append(&spec.log, &format!("yiflow: {} not found\n", spec.program.display()))?;
+        append(
+            &spec.log,
+            &format!("yiflow: {} not found\n", spec.program.display()),
+        )?;
         return Ok(ExitOutcome::Failed {
             detail: format!(
                 "{} not found (build it with `cargo build --release -p yiflow-worker`, or set YIFLOW_WORKER)",
@@ -76,7 +82,10 @@ pub async fn run_local(
             retry: false,
         });
     }
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&spec.log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)?;
     let mut command = Command::new(&programs.yiflow);
     command
         .arg("supervise")
@@ -104,15 +113,26 @@ pub async fn run_local(
     drop(stdin);
     Ok(match status.code() {
         Some(0) => ExitOutcome::Success,
-        Some(code) if code > 128 => {
-            ExitOutcome::Failed { detail: format!("killed by signal {}", code - 128), retry: false }
-        }
-        Some(code) => ExitOutcome::Failed { detail: format!("exit code {code}"), retry: false },
-        None => ExitOutcome::Failed { detail: "the supervisor was killed".into(), retry: false },
+        Some(code) if code > 128 => ExitOutcome::Failed {
+            detail: format!("killed by signal {}", code - 128),
+            retry: false,
+        },
+        Some(code) => ExitOutcome::Failed {
+            detail: format!("exit code {code}"),
+            retry: false,
+        },
+        None => ExitOutcome::Failed {
+            detail: "the supervisor was killed".into(),
+            retry: false,
+        },
     })
 }
 
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(text.as_bytes())
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(text.as_bytes())
 }

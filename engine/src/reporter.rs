@@ -24,7 +24,11 @@ pub fn format_duration(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         let s = d.as_secs();
-        if s < 3600 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) }
+        if s < 3600 {
+            format!("{}m{:02}s", s / 60, s % 60)
+        } else {
+            format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+        }
     }
 }
 
@@ -34,12 +38,20 @@ impl Reporter {
         let live = std::io::stderr()
             .is_terminal()
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
-        Self { live, bars: Mutex::new(HashMap::new()), quiet_cached: false }
+        Self {
+            live,
+            bars: Mutex::new(HashMap::new()),
+            quiet_cached: false,
+        }
     }
 
     /// Plain lines whatever stderr is (tests, logs).
     pub fn plain() -> Self {
-        Self { live: None, bars: Mutex::new(HashMap::new()), quiet_cached: false }
+        Self {
+            live: None,
+            bars: Mutex::new(HashMap::new()),
+            quiet_cached: false,
+        }
     }
 
     /// Do not print a line for every cached stage (watch mode reruns).
@@ -62,13 +74,18 @@ impl Reporter {
             Some(multi) => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>6} {wide_msg:.dim}")
-                        .expect("valid template"),
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} {elapsed:>6} {wide_msg:.dim}",
+                    )
+                    .expect("valid template"),
                 );
                 bar.set_prefix(stage.to_owned());
                 bar.set_message(detail.to_owned());
                 bar.enable_steady_tick(Duration::from_millis(100));
-                self.bars.lock().expect("reporter lock").insert(stage.to_owned(), bar);
+                self.bars
+                    .lock()
+                    .expect("reporter lock")
+                    .insert(stage.to_owned(), bar);
             }
             None => eprintln!("start   {stage} {detail}"),
         }
@@ -85,7 +102,10 @@ impl Reporter {
 
     pub fn ran(&self, stage: &str, took: Duration, note: &str) {
         self.finish_bar(stage);
-        self.line(&format!("ran     {stage} ({}){note}", format_duration(took)));
+        self.line(&format!(
+            "ran     {stage} ({}){note}",
+            format_duration(took)
+        ));
     }
 
     pub fn cached(&self, stage: &str) {
@@ -96,13 +116,17 @@ impl Reporter {
 
     pub fn failed(&self, stage: &str, why: &str, log: Option<&str>) {
         self.finish_bar(stage);
-        let log = log.map(|l| format!("\n        log: {l}")).unwrap_or_default();
+        let log = log
+            .map(|l| format!("\n        log: {l}"))
+            .unwrap_or_default();
         self.line(&format!("FAILED  {stage}: {why}{log}"));
     }
 
     pub fn retrying(&self, stage: &str, why: &str, attempt: u32, of: u32) {
         self.finish_bar(stage);
-        self.line(&format!("retry   {stage}: {why} (attempt {attempt} of {of})"));
+        self.line(&format!(
+            "retry   {stage}: {why} (attempt {attempt} of {of})"
+        ));
     }
 
     pub fn cancelled(&self, stage: &str) {

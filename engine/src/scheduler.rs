@@ -68,16 +68,17 @@ impl RunSummary {
     pub fn exit_code(&self) -> i32 {
         if self.interrupted {
             130
-        } else if !self.failed.is_empty() || !self.skipped.is_empty() {
-            1
         } else {
-            0
+            i32::from(!self.failed.is_empty() || !self.skipped.is_empty())
         }
     }
 
     /// One line: `3 ran, 7 cached, 1 failed in 2.3s`.
     pub fn line(&self) -> String {
-        let mut parts = vec![format!("{} ran", self.ran.len()), format!("{} cached", self.cached.len())];
+        let mut parts = vec![
+            format!("{} ran", self.ran.len()),
+            format!("{} cached", self.cached.len()),
+        ];
         if !self.failed.is_empty() {
             parts.push(format!("{} failed", self.failed.len()));
         }
@@ -87,7 +88,11 @@ impl RunSummary {
         if !self.cancelled.is_empty() {
             parts.push(format!("{} stopped", self.cancelled.len()));
         }
-        format!("{} in {}", parts.join(", "), crate::format_duration(self.elapsed))
+        format!(
+            "{} in {}",
+            parts.join(", "),
+            crate::format_duration(self.elapsed)
+        )
     }
 }
 
@@ -150,7 +155,9 @@ pub struct Scheduler {
 const MAX_RESTARTS: u32 = 3;
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Scheduler {
@@ -256,7 +263,8 @@ impl Scheduler {
             }
         }
         if let Err(e) = self.ws.index().flush() {
-            self.reporter.warn(&format!("failed to flush the index: {e}"));
+            self.reporter
+                .warn(&format!("failed to flush the index: {e}"));
         }
         self.summary.elapsed = start.elapsed();
         self.summary
@@ -273,7 +281,9 @@ impl Scheduler {
             .inputs
             .iter()
             .map(|&u| {
-                let State::Done(hash) = &self.state[u] else { unreachable!("inputs are done") };
+                let State::Done(hash) = &self.state[u] else {
+                    unreachable!("inputs are done")
+                };
                 (self.plan.stages[u].name.clone(), hash.clone())
             })
             .collect();
@@ -282,7 +292,10 @@ impl Scheduler {
         let ws = self.ws.clone();
         self.tasks.spawn_blocking(move || {
             let stage = &plan.stages[i];
-            Event::Prepared(i, prepare(&plan, stage, upstream, ws.index(), ws.artifacts(), force))
+            Event::Prepared(
+                i,
+                prepare(&plan, stage, upstream, ws.index(), ws.artifacts(), force),
+            )
         });
     }
 
@@ -304,7 +317,8 @@ impl Scheduler {
             return;
         }
         if let Some(note) = &prepared.note {
-            self.reporter.warn(&format!("stage `{}` reruns: {note}", self.name(i)));
+            self.reporter
+                .warn(&format!("stage `{}` reruns: {note}", self.name(i)));
         }
         self.prepared[i] = Some(prepared);
         if self.draining {
@@ -342,7 +356,8 @@ impl Scheduler {
             job_id: None,
         };
         if let Err(e) = index.put_stage_record(&record) {
-            self.reporter.warn(&format!("failed to record stage `{name}`: {e}"));
+            self.reporter
+                .warn(&format!("failed to record stage `{name}`: {e}"));
         }
     }
 
@@ -385,8 +400,13 @@ impl Scheduler {
                     .inputs
                     .iter()
                     .map(|&u| {
-                        let State::Done(hash) = &self.state[u] else { unreachable!("inputs are done") };
-                        (self.plan.stages[u].name.clone(), self.ws.artifacts().path(hash))
+                        let State::Done(hash) = &self.state[u] else {
+                            unreachable!("inputs are done")
+                        };
+                        (
+                            self.plan.stages[u].name.clone(),
+                            self.ws.artifacts().path(hash),
+                        )
                     })
                     .collect(),
                 checkpoints,
@@ -400,7 +420,8 @@ impl Scheduler {
             let mut env = io.to_env();
             env.extend(extra_env);
             let log_dir = self.ws.logs_dir().join(&stage.name);
-            std::fs::create_dir_all(&log_dir).map_err(|e| EngineError::io("create", &log_dir, e))?;
+            std::fs::create_dir_all(&log_dir)
+                .map_err(|e| EngineError::io("create", &log_dir, e))?;
             let started_at = now_ms();
             let log_name = format!("{started_at}-{}.log", &prepared.fingerprint[..12]);
             let log_path = log_dir.join(&log_name);
@@ -412,7 +433,8 @@ impl Scheduler {
                 program.display(),
                 args.join(" ")
             );
-            std::fs::write(&log_path, header).map_err(|e| EngineError::io("write", &log_path, e))?;
+            std::fs::write(&log_path, header)
+                .map_err(|e| EngineError::io("write", &log_path, e))?;
             let spec = ProcessSpec {
                 program,
                 args,
@@ -441,7 +463,11 @@ impl Scheduler {
             .and_then(|r| r.content_hash);
         let started_at = now_ms();
         self.record(i, RunState::Running, started_at, 0, Some(&log), None, None);
-        let detail = if devices.is_empty() { String::new() } else { devices.join(",") };
+        let detail = if devices.is_empty() {
+            String::new()
+        } else {
+            devices.join(",")
+        };
         self.reporter.started(&stage.name, &detail);
         debug!(stage = %stage.name, "launching");
         let cancel = CancellationToken::new();
@@ -454,14 +480,25 @@ impl Scheduler {
         self.state[i] = State::Running;
         self.running.insert(
             i,
-            Attempt { run_dir, log, started_at, started: Instant::now(), devices, cancel, previous },
+            Attempt {
+                run_dir,
+                log,
+                started_at,
+                started: Instant::now(),
+                devices,
+                cancel,
+                previous,
+            },
         );
     }
 
     fn on_exited(&mut self, i: usize, result: std::io::Result<ExitOutcome>) {
         let outcome = match result {
             Ok(o) => o,
-            Err(e) => ExitOutcome::Failed { detail: format!("failed to start: {e}"), retry: false },
+            Err(e) => ExitOutcome::Failed {
+                detail: format!("failed to start: {e}"),
+                retry: false,
+            },
         };
         match outcome {
             ExitOutcome::Success => {
@@ -470,15 +507,29 @@ impl Scheduler {
                 let ws = self.ws.clone();
                 let prepared = self.prepared[i].clone().expect("prepared");
                 let out = attempt.run_dir.join("out");
-                let (log, started_at, took) =
-                    (attempt.log.clone(), attempt.started_at, attempt.started.elapsed());
+                let (log, started_at, took) = (
+                    attempt.log.clone(),
+                    attempt.started_at,
+                    attempt.started.elapsed(),
+                );
                 self.tasks.spawn_blocking(move || {
-                    Event::Committed(i, commit(&plan, i, &ws, &prepared, &out, log, started_at, took))
+                    Event::Committed(
+                        i,
+                        commit(&plan, i, &ws, &prepared, &out, log, started_at, took),
+                    )
                 });
             }
             ExitOutcome::Cancelled => {
                 let attempt = self.finish_attempt(i);
-                self.record(i, RunState::Cancelled, attempt.started_at, attempt.started.elapsed().as_millis() as u64, Some(&attempt.log), Some("stopped"), None);
+                self.record(
+                    i,
+                    RunState::Cancelled,
+                    attempt.started_at,
+                    attempt.started.elapsed().as_millis() as u64,
+                    Some(&attempt.log),
+                    Some("stopped"),
+                    None,
+                );
                 self.reporter.cancelled(self.name(i));
                 self.state[i] = State::Cancelled;
                 self.summary.cancelled.push(self.name(i).to_owned());
@@ -487,9 +538,22 @@ impl Scheduler {
                 let attempt = self.finish_attempt(i);
                 let retries = self.plan.stages[i].decl.retries;
                 let took = attempt.started.elapsed().as_millis() as u64;
-                self.record(i, RunState::Failed, attempt.started_at, took, Some(&attempt.log), Some(&detail), None);
+                self.record(
+                    i,
+                    RunState::Failed,
+                    attempt.started_at,
+                    took,
+                    Some(&attempt.log),
+                    Some(&detail),
+                    None,
+                );
                 if (retry || self.attempts[i] <= retries) && !self.draining {
-                    self.reporter.retrying(self.name(i), &detail, self.attempts[i] + 1, retries + 1);
+                    self.reporter.retrying(
+                        self.name(i),
+                        &detail,
+                        self.attempts[i] + 1,
+                        retries + 1,
+                    );
                     self.state[i] = State::Queued;
                     self.queue.insert(0, i);
                 } else {
@@ -522,7 +586,15 @@ impl Scheduler {
             }
             Err(EngineError::FileChanged { path }) if self.restarts[i] < MAX_RESTARTS => {
                 self.restarts[i] += 1;
-                self.record(i, RunState::Stale, attempt.started_at, 0, Some(&attempt.log), Some(&format!("{path} changed while it ran")), None);
+                self.record(
+                    i,
+                    RunState::Stale,
+                    attempt.started_at,
+                    0,
+                    Some(&attempt.log),
+                    Some(&format!("{path} changed while it ran")),
+                    None,
+                );
                 self.reporter.retrying(
                     self.name(i),
                     &format!("`{path}` changed while it ran; result discarded"),
@@ -533,8 +605,20 @@ impl Scheduler {
                 self.spawn_prepare_again(i);
             }
             Err(e) => {
-                let state = if matches!(e, EngineError::FileChanged { .. }) { RunState::Stale } else { RunState::Failed };
-                self.record(i, state, attempt.started_at, 0, Some(&attempt.log), Some(&e.to_string()), None);
+                let state = if matches!(e, EngineError::FileChanged { .. }) {
+                    RunState::Stale
+                } else {
+                    RunState::Failed
+                };
+                self.record(
+                    i,
+                    state,
+                    attempt.started_at,
+                    0,
+                    Some(&attempt.log),
+                    Some(&e.to_string()),
+                    None,
+                );
                 self.fail(i, &e.to_string(), None);
             }
         }
@@ -568,7 +652,9 @@ impl Scheduler {
         detail: Option<&str>,
         content_hash: Option<String>,
     ) {
-        let Some(prepared) = &self.prepared[i] else { return };
+        let Some(prepared) = &self.prepared[i] else {
+            return;
+        };
         let content_hash = content_hash.or_else(|| match &self.state[i] {
             State::Done(h) => Some(h.clone()),
             _ => None,
@@ -587,7 +673,8 @@ impl Scheduler {
             job_id: None,
         };
         if let Err(e) = self.ws.index().put_stage_record(&record) {
-            self.reporter.warn(&format!("failed to record stage `{}`: {e}", self.name(i)));
+            self.reporter
+                .warn(&format!("failed to record stage `{}`: {e}", self.name(i)));
         }
     }
 
@@ -597,7 +684,10 @@ impl Scheduler {
             if !self.selected[d] || self.state[d] != State::Waiting {
                 continue;
             }
-            let ready = self.plan.stages[d].inputs.iter().all(|&u| matches!(self.state[u], State::Done(_)));
+            let ready = self.plan.stages[d]
+                .inputs
+                .iter()
+                .all(|&u| matches!(self.state[u], State::Done(_)));
             if ready && !self.draining {
                 self.spawn_prepare(d);
             }
@@ -607,12 +697,17 @@ impl Scheduler {
     fn fail(&mut self, i: usize, detail: &str, log: Option<String>) {
         self.reporter.failed(self.name(i), detail, log.as_deref());
         self.state[i] = State::Failed;
-        self.summary.failed.push(Failure { stage: self.name(i).to_owned(), detail: detail.to_owned(), log });
+        self.summary.failed.push(Failure {
+            stage: self.name(i).to_owned(),
+            detail: detail.to_owned(),
+            log,
+        });
         let downstream = self.plan.with_downstream(i);
         for d in downstream.into_iter().filter(|&d| d != i) {
             if self.selected[d] && self.state[d] == State::Waiting {
                 self.state[d] = State::Skipped;
-                self.reporter.skipped(self.name(d), &format!("`{}` failed", self.name(i)));
+                self.reporter
+                    .skipped(self.name(d), &format!("`{}` failed", self.name(i)));
                 self.summary.skipped.push(self.name(d).to_owned());
             }
         }
@@ -631,15 +726,21 @@ impl Scheduler {
             let old = self.prepared[i].as_ref().expect("prepared");
             let keep = plan.stage(&self.plan.stages[i].name).is_some_and(|stage| {
                 let mut key = old.key.clone();
-                key.kind = stage.kind.kind().to_owned();
+                stage.kind.kind().clone_into(&mut key.kind);
                 key.version = stage.kind.version();
                 key.params = stage.params.clone();
                 key.seed = plan.recipe.seed;
-                let inputs: Vec<&str> = stage.inputs.iter().map(|&u| plan.stages[u].name.as_str()).collect();
+                let inputs: Vec<&str> = stage
+                    .inputs
+                    .iter()
+                    .map(|&u| plan.stages[u].name.as_str())
+                    .collect();
                 let same_inputs = inputs.len() == key.upstream.len()
                     && inputs.iter().all(|n| key.upstream.contains_key(*n));
                 let files = hash_files(self.ws.index(), &plan.recipe.dir, stage).ok();
-                same_inputs && files.is_some_and(|f| f == key.files) && key.fingerprint() == old.fingerprint
+                same_inputs
+                    && files.is_some_and(|f| f == key.files)
+                    && key.fingerprint() == old.fingerprint
             });
             if !keep {
                 attempt.cancel.cancel();
@@ -664,7 +765,12 @@ fn commit(
 ) -> Result<Manifest, EngineError> {
     let stage = &plan.stages[i];
     let now = hash_files(ws.index(), &plan.recipe.dir, stage)?;
-    if let Some((path, _)) = prepared.key.files.iter().find(|(p, h)| now.get(*p) != Some(h)) {
+    if let Some((path, _)) = prepared
+        .key
+        .files
+        .iter()
+        .find(|(p, h)| now.get(*p) != Some(h))
+    {
         return Err(EngineError::FileChanged { path: path.clone() });
     }
     let (content_hash, files) = ws.artifacts().commit(out)?;

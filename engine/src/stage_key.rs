@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::{
-    ArtifactStore, EngineError, FileHasher, FingerprintKey, Index, Manifest, Plan, PlannedStage, Verify,
+    ArtifactStore, EngineError, FileHasher, FingerprintKey, Index, Manifest, Plan, PlannedStage,
+    Verify,
 };
 
 /// A stage's key together with what the cache holds for it.
@@ -27,10 +28,11 @@ pub fn hash_files(
 ) -> Result<BTreeMap<String, String>, EngineError> {
     let mut files = BTreeMap::new();
     for rel in &stage.files {
-        let hash = FileHasher::hash(index, &dir.join(rel)).map_err(|source| EngineError::FileGone {
-            path: rel.display().to_string(),
-            source,
-        })?;
+        let hash =
+            FileHasher::hash(index, &dir.join(rel)).map_err(|source| EngineError::FileGone {
+                path: rel.display().to_string(),
+                source,
+            })?;
         files.insert(rel.display().to_string(), hash);
     }
     Ok(files)
@@ -54,14 +56,21 @@ pub fn prepare(
         files: hash_files(index, &plan.recipe.dir, stage)?,
     };
     let fingerprint = key.fingerprint();
-    let mut prepared = Prepared { key, fingerprint, cached: None, note: None };
+    let mut prepared = Prepared {
+        key,
+        fingerprint,
+        cached: None,
+        note: None,
+    };
     if force {
         return Ok(prepared);
     }
     if let Some(manifest) = index.manifest(&prepared.fingerprint)? {
         match artifacts.verify(&manifest) {
             Verify::Intact => prepared.cached = Some(manifest),
-            Verify::Missing => prepared.note = Some("its cached artifact was deleted on disk".into()),
+            Verify::Missing => {
+                prepared.note = Some("its cached artifact was deleted on disk".into());
+            }
             Verify::Modified(files) => {
                 let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
                 prepared.note = Some(format!(

@@ -22,7 +22,12 @@ pub fn supervise(command: &[String]) -> i32 {
         eprintln!("yiflow supervise: no command given");
         return 2;
     };
-    let mut child = match Command::new(program).args(args).process_group(0).stdin(Stdio::null()).spawn() {
+    let mut child = match Command::new(program)
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+    {
         Ok(child) => child,
         Err(e) => {
             eprintln!("yiflow: failed to start `{program}`: {e}");

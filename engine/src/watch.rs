@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Control, DevicePool, EngineError, Plan, Programs, Registry, Reporter, RunOptions,
-    RunSummary, Scheduler, Workspace, load_plan,
+    Control, DevicePool, EngineError, Plan, Programs, Registry, Reporter, RunOptions, RunSummary,
+    Scheduler, Workspace, load_plan,
 };
 
 /// How the scheduler is configured for each run of a watch session, by stage name (indices change
@@ -31,7 +31,10 @@ impl NamedOptions {
     /// Resolves the stage names against a plan; unknown names are dropped (they were checked at start).
     pub fn resolve(&self, plan: &Plan) -> RunOptions {
         let find = |names: &[String]| -> Vec<usize> {
-            names.iter().filter_map(|n| plan.stage(n).map(|s| s.index)).collect()
+            names
+                .iter()
+                .filter_map(|n| plan.stage(n).map(|s| s.index))
+                .collect()
         };
         RunOptions {
             jobs: self.jobs,
@@ -42,6 +45,7 @@ impl NamedOptions {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Runs `plan`, then re-plans and reruns on every relevant change until `cancel` fires.
 pub async fn watch(
     recipe_path: &Path,
@@ -54,25 +58,42 @@ pub async fn watch(
     cancel: CancellationToken,
 ) -> Result<i32, EngineError> {
     let (tx, mut changes) = mpsc::unbounded_channel::<Vec<PathBuf>>();
-    let mut debouncer = new_debouncer(Duration::from_millis(200), None, move |result: DebounceEventResult| {
-        if let Ok(events) = result {
-            let paths: Vec<PathBuf> = events.into_iter().flat_map(|e| e.event.paths).collect();
-            let _ = tx.send(paths);
-        }
-    })
-    .map_err(|e| EngineError::io("watch", &plan.recipe.dir, std::io::Error::other(e.to_string())))?;
+    let mut debouncer = new_debouncer(
+        Duration::from_millis(200),
+        None,
+        move |result: DebounceEventResult| {
+            if let Ok(events) = result {
+                let paths: Vec<PathBuf> = events.into_iter().flat_map(|e| e.event.paths).collect();
+                let _ = tx.send(paths);
+            }
+        },
+    )
+    .map_err(|e| {
+        EngineError::io(
+            "watch",
+            &plan.recipe.dir,
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     debouncer
         .watch(&plan.recipe.dir, RecursiveMode::Recursive)
-        .map_err(|e| EngineError::io("watch", &plan.recipe.dir, std::io::Error::other(e.to_string())))?;
+        .map_err(|e| {
+            EngineError::io(
+                "watch",
+                &plan.recipe.dir,
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
     let workspace_dir = ws.root().to_path_buf();
     let relevant = |paths: &[PathBuf]| {
         paths.iter().any(|p| {
             !p.starts_with(&workspace_dir)
-                && !p.components().any(|c| matches!(c.as_os_str().to_str(), Some(".git" | "target")))
+                && !p
+                    .components()
+                    .any(|c| matches!(c.as_os_str().to_str(), Some(".git" | "target")))
         })
     };
 
-    let mut last = 0;
     loop {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let pool = DevicePool::new(&plan.recipe.devices)?;
@@ -108,7 +129,7 @@ pub async fn watch(
             continue;
         }
         reporter.line(&summary.line());
-        last = summary.exit_code();
+        let last = summary.exit_code();
         reporter.line("watching for changes (Ctrl-C to stop)");
         // Idle: wait for a change that yields a valid plan.
         loop {

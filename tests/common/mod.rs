@@ -44,7 +44,10 @@ impl Project {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_yiflow"));
-        cmd.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1").env_remove("RUST_LOG");
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
         cmd
     }
 

@@ -185,14 +185,12 @@ impl RecipeErrors {
 }
 
 impl RecipeError {
-    /// Where the problem is in the file: its primary label, else its first labelled span.
+    /// Where the problem starts in the file: its first labelled span, which is also where the
+    /// rendered report first points (a duplicate stage sorts at its first definition).
     pub fn offset(&self) -> usize {
-        let labels: Vec<LabeledSpan> = self.labels().map(Iterator::collect).unwrap_or_default();
-        labels
-            .iter()
-            .find(|l| l.primary())
-            .or_else(|| labels.iter().min_by_key(|l| l.offset()))
-            .map_or(0, LabeledSpan::offset)
+        self.labels()
+            .and_then(|labels| labels.map(|l| l.offset()).min())
+            .unwrap_or(0)
     }
 }
 

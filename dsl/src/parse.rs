@@ -437,9 +437,9 @@ mod tests {
         let offsets: Vec<usize> = report.errors.iter().map(RecipeError::offset).collect();
         assert_eq!(offsets.len(), 3);
         assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
-        // A duplicate is placed at its second definition, its primary label.
+        // A duplicate sorts where the report first points: its first definition.
         assert!(matches!(
-            report.errors[2],
+            report.errors[0],
             RecipeError::DuplicateStage { .. }
         ));
     }

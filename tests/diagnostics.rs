@@ -109,6 +109,7 @@ macro_rules! invalid_fixtures {
 
 invalid_fixtures!(
     kdl_syntax,
+    kdl_values,
     unknown_kind,
     unknown_input,
     duplicate_stage,

@@ -53,7 +53,7 @@ pub enum RecipeError {
     },
 
     /// `cycle` reads `a -> b -> c -> a`, each stage followed by one that reads it.
-    #[error("the inputs of these stages form a cycle: {cycle}")]
+    #[error("stages read each other in a cycle: {cycle}")]
     #[diagnostic(
         code(yiflow::recipe::cycle),
         help(

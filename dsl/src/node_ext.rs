@@ -265,20 +265,38 @@ impl NodeExt for KdlNode {
     }
 
     fn check_entries(&self, max_args: usize, allowed: &[&str], sink: &mut Sink) {
-        for (i, entry) in self.positional().into_iter().enumerate() {
-            if i >= max_args {
-                let takes = match max_args {
-                    0 => "no value".to_owned(),
-                    1 => "one value".to_owned(),
-                    n => format!("at most {n} values"),
-                };
-                sink.push(RecipeError::InvalidValue {
-                    message: format!("`{}` takes {takes}", self.node_name()),
-                    span: entry.span(),
-                    label: "unexpected value".to_owned(),
-                    help: "remove this value".to_owned(),
-                });
-            }
+        let positional = self.positional();
+        if let (Some(first), Some(last)) = (positional.get(max_args), positional.last()) {
+            let takes = match max_args {
+                0 => "no value".to_owned(),
+                1 => "one value".to_owned(),
+                n => format!("at most {n} values"),
+            };
+            let extra = positional.len() - max_args;
+            let start = first.span().offset();
+            let end = last.span().offset() + last.span().len();
+            let words: Option<Vec<&str>> =
+                positional.iter().map(|e| e.value().as_string()).collect();
+            // `run echo hi` is a forgotten pair of quotes more often than a value too many.
+            let help = match words {
+                Some(words) if max_args == 1 => format!(
+                    "if this is one value, quote it as a whole: \"{}\"",
+                    words.join(" ")
+                ),
+                _ if extra == 1 => "remove this value".to_owned(),
+                _ => "remove these values".to_owned(),
+            };
+            sink.push(RecipeError::InvalidValue {
+                message: format!("`{}` takes {takes}", self.node_name()),
+                span: (start, end - start).into(),
+                label: if extra == 1 {
+                    "unexpected value"
+                } else {
+                    "unexpected values"
+                }
+                .to_owned(),
+                help,
+            });
         }
         for entry in self.entries() {
             if let Some(name) = entry.name()
@@ -411,6 +429,47 @@ mod tests {
         assert_eq!(
             help(6, &|n, s| n.check_entries(1, &[], s)),
             "remove this value"
+        );
+        assert_eq!(
+            help(6, &|n, s| n.check_entries(0, &[], s)),
+            "remove these values"
+        );
+    }
+
+    #[test]
+    fn unquoted_words_are_one_problem_with_a_quoting_hint() {
+        let text = "run python3 train.py --lr 3";
+        let doc: kdl::KdlDocument = text.parse().unwrap();
+        let mut sink = Sink::new();
+        doc.nodes()[0].check_entries(1, &[], &mut sink);
+        let errors = sink.into_errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let RecipeError::InvalidValue {
+            message,
+            span,
+            help,
+            ..
+        } = &errors[0]
+        else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(message, "`run` takes one value");
+        assert_eq!(
+            &text[span.offset()..span.offset() + span.len()],
+            "train.py --lr 3"
+        );
+        // `3` is a number, so the words are not all strings: no quoting hint.
+        assert_eq!(help, "remove these values");
+
+        let doc: kdl::KdlDocument = "run echo hi".parse().unwrap();
+        let mut sink = Sink::new();
+        doc.nodes()[0].check_entries(1, &[], &mut sink);
+        let Some(RecipeError::InvalidValue { help, .. }) = sink.into_errors().pop() else {
+            panic!()
+        };
+        assert_eq!(
+            help,
+            "if this is one value, quote it as a whole: \"echo hi\""
         );
     }
 

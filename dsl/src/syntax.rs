@@ -60,6 +60,40 @@ fn reword(text: &str, d: KdlDiagnostic) -> Option<RecipeError> {
             format!("write `#{snippet}`"),
             "KDL 2.0 writes its keywords with a `#`: #true, #false, #null, #inf, #-inf, #nan".to_owned(),
         ),
+        // `tokens=4M`: kdl points at the whole node; point at the value instead.
+        "Expected property value" => {
+            // The span may start anywhere before the node but stops inside the bad value: look
+            // along the whole line it stops in.
+            let end = (start + d.span.len()).min(text.len());
+            let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+            let rest = &text[line_start..];
+            let line = rest.find('\n').map_or(rest, |i| &rest[..i]);
+            if let Some((key, value, at)) = bad_property(line) {
+                let span = (line_start + at, value.len()).into();
+                return Some(RecipeError::Syntax {
+                    message: format!("`{value}` is not a valid value"),
+                    span,
+                    label: "put this in quotes".to_owned(),
+                    help: if value.starts_with(|c: char| c.is_ascii_digit()) {
+                        format!("a bare word cannot start with a digit: write {key}=\"{value}\"")
+                    } else {
+                        format!("write {key}=\"{value}\"")
+                    },
+                });
+            }
+            default(&message, d.label, d.help)
+        }
+        // `tokens 4M`, `version 1.0.0`: a word that starts like a number.
+        "Expected integer" | "Expected float" | "Expected hexadecimal number" | "Expected octal number"
+        | "Expected binary number"
+            if snippet.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') =>
+        {
+            (
+                format!("`{snippet}` is not a number"),
+                "starts like a number, but is not one".to_owned(),
+                format!("to write a word that starts with a digit, put it in quotes: \"{snippet}\""),
+            )
+        }
         "Expected quoted string" if snippet.contains('\\') => (
             "invalid escape in a string".to_owned(),
             "this string has an unknown `\\` escape".to_owned(),
@@ -67,11 +101,7 @@ fn reword(text: &str, d: KdlDiagnostic) -> Option<RecipeError> {
              raw string such as #\"C:\\data\"#"
                 .to_owned(),
         ),
-        _ => (
-            lowercase_first(if message.is_empty() { "invalid KDL" } else { &message }),
-            d.label.unwrap_or_else(|| "here".to_owned()),
-            d.help.unwrap_or_else(|| FALLBACK_HELP.to_owned()),
-        ),
+        _ => default(&message, d.label, d.help),
     };
     Some(RecipeError::Syntax {
         message,
@@ -79,6 +109,38 @@ fn reword(text: &str, d: KdlDiagnostic) -> Option<RecipeError> {
         label,
         help,
     })
+}
+
+/// kdl's own message, label and help, in lower case, with our help where kdl has none.
+fn default(message: &str, label: Option<String>, help: Option<String>) -> (String, String, String) {
+    (
+        lowercase_first(if message.is_empty() {
+            "invalid KDL"
+        } else {
+            message
+        }),
+        label.unwrap_or_else(|| "here".to_owned()),
+        help.unwrap_or_else(|| FALLBACK_HELP.to_owned()),
+    )
+}
+
+/// The first `key=value` in `text` whose value is not valid KDL: the key, the value and the value's
+/// offset in `text`.
+fn bad_property(text: &str) -> Option<(&str, &str, usize)> {
+    let mut at = 0;
+    for word in text.split_inclusive(char::is_whitespace) {
+        let trimmed = word.trim_end().trim_end_matches([';', '}']);
+        if let Some((key, value)) = trimmed.split_once('=')
+            && !key.is_empty()
+            && !value.is_empty()
+            && !value.starts_with('"')
+            && kdl::KdlDocument::parse(&format!("n {value}")).is_err()
+        {
+            return Some((key, value, at + key.len() + 1));
+        }
+        at += word.len();
+    }
+    None
 }
 
 /// kdl's messages are capitalised; ours read after "failed to ..." and start in lower case.
@@ -153,6 +215,25 @@ mod tests {
         );
         let found = errors("stage a kind=command { run \"C:\\data\" }");
         assert_eq!(found[0].0, "invalid escape in a string");
+    }
+
+    #[test]
+    fn a_word_that_starts_with_a_digit_is_pointed_at() {
+        let found = errors("stage a kind=command { phase tokens=4M lr=3e-3 }");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1.as_str()),
+            ("`4M` is not a valid value", "4M")
+        );
+        assert_eq!(
+            found[0].3,
+            "a bare word cannot start with a digit: write tokens=\"4M\""
+        );
+        let found = errors("stage a kind=command { version 1.0.0 }");
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1.as_str()),
+            ("`1.0.0` is not a number", "1.0.0")
+        );
     }
 
     #[test]

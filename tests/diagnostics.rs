@@ -122,6 +122,8 @@ invalid_fixtures!(
     bad_devices,
     bad_executor,
     many_errors,
+    duplicate_setting,
+    extra_values,
 );
 
 fn kdl_files(folder: &str) -> BTreeSet<String> {

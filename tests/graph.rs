@@ -48,7 +48,8 @@ fn diamond_as_mermaid() {
 
 #[test]
 fn slurm_recipe_as_mermaid() {
-    insta::assert_snapshot!("slurm_mermaid", stdout_of("valid/slurm.kdl", "mermaid"));
+    let mermaid = stdout_of("valid/slurm.kdl", "mermaid");
+    insta::assert_snapshot!("slurm_mermaid", mermaid);
 }
 
 #[test]

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Starts a one-node Slurm cluster on localhost for yiflow's Slurm executor tests: munged, slurmctld and
+# slurmd, as root, without systemd. Stop it with scripts/slurm-down.sh.
+#
+#   scripts/slurm-up.sh                  # state, logs, pid files under /tmp/yiflow-slurm
+#   YIFLOW_SLURM_DIR=/x scripts/slurm-up.sh
+#
+# Facts (Debian 12, slurm-wlm 22.05.8, munge 0.5.15; measured on a 2-core VM):
+# FACTS-PLACEHOLDER
+set -euo pipefail
+
+dir=${YIFLOW_SLURM_DIR:-/tmp/yiflow-slurm}
+gpus=2
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+say() { printf 'slurm-up: %s\n' "$*"; }
+die() {
+    printf 'slurm-up: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Whether the pid in FILE is alive and is the program NAME (guards against a recycled pid).
+alive() {
+    local file=$1 name=$2 pid
+    [[ -s $file ]] || return 1
+    pid=$(<"$file")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]
+}
+
+[[ $EUID -eq 0 ]] || die "must run as root (the daemons run as root, without systemd)"
+[[ $dir == /* ]] || die "YIFLOW_SLURM_DIR must be an absolute path, got '$dir'"
+
+conf=$dir/etc/slurm.conf
+run=$dir/run
+export SLURM_CONF=$conf
+
+# Already up: every daemon alive and the controller answering.
+if alive "$run/munged.pid" munged && alive "$run/slurmctld.pid" slurmctld && alive "$run/slurmd.pid" slurmd; then
+    if sinfo -h >/dev/null 2>&1; then
+        say "already running (munged $(<"$run/munged.pid"), slurmctld $(<"$run/slurmctld.pid"), slurmd $(<"$run/slurmd.pid")); SLURM_CONF=$conf"
+        exit 0
+    fi
+fi
+# Partly up (a daemon died, or a previous start failed half-way): stop what is left, start afresh.
+if [[ -d $run ]]; then
+    YIFLOW_SLURM_DIR=$dir "$here/slurm-down.sh" >/dev/null
+fi
+
+# --- install -------------------------------------------------------------------------------------
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null ||
+    ! command -v munged >/dev/null; then
+    say "installing slurm-wlm and munge (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-cache show slurm-wlm >/dev/null 2>&1; then
+        apt-get update -qq
+    fi
+    apt-get install -y -qq --no-install-recommends slurm-wlm munge >"${TMPDIR:-/tmp}/yiflow-slurm-apt.log" 2>&1 ||
+        die "apt-get install slurm-wlm munge failed; see ${TMPDIR:-/tmp}/yiflow-slurm-apt.log"
+fi
+
+# --- folders -------------------------------------------------------------------------------------
+# State is wiped on every start: slurmctld remembers a drained node across restarts otherwise.
+rm -rf "$dir/state" "$run"
+mkdir -p "$dir/etc" "$dir/state/slurmctld" "$dir/state/slurmd" "$dir/log" "$dir/dev"
+# munged wants its socket folder searchable by all and its key readable by its user only.
+mkdir -p -m 0755 "$run"
+mkdir -p -m 0700 "$dir/munge"
+for log in "$dir"/log/*.log; do
+    [[ -e $log ]] && mv -f "$log" "$log.old"
+done
+if [[ ! -s $dir/munge/munge.key ]]; then
+    mungekey --create --keyfile="$dir/munge/munge.key"
+fi
+
+# Fake GPUs: gres.conf needs a File= per GPU (GPUs without one are dropped); /dev/null symlinks do.
+for ((i = 0; i < gpus; i++)); do
+    ln -sfn /dev/null "$dir/dev/nvidia$i"
+done
+
+# --- configuration -------------------------------------------------------------------------------
+# The node's hardware as slurmd sees it (CPUs, sockets, cores, threads, RealMemory), under our name.
+hw=$(slurmd -C | head -n1 | sed -e 's/^NodeName=[^ ]* //')
+cpus=$(sed -n 's/.*\bCPUs=\([0-9]*\).*/\1/p' <<<"$hw")
+mem=$(sed -n 's/.*\bRealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
+[[ -n $cpus && -n $mem ]] || die "could not read CPUs and RealMemory from 'slurmd -C': $hw"
+# Without a default, a job that asks for no memory gets the whole node and jobs never share it.
+def_mem=$((mem / cpus))
+
+cat >"$conf" <<EOF
+# Written by yiflow's scripts/slurm-up.sh; rewritten on every start.
+ClusterName=yiflow-test
+SlurmctldHost=localhost
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$run/munge.socket.2
+StateSaveLocation=$dir/state/slurmctld
+SlurmdSpoolDir=$dir/state/slurmd
+SlurmctldPidFile=$run/slurmctld.pid
+SlurmdPidFile=$run/slurmd.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# No cgroups here: pgid tracking kills a job's whole process group (linuxproc left orphans).
+ProctrackType=proctrack/pgid
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SwitchType=switch/none
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$def_mem
+GresTypes=gpu
+ReturnToService=2
+MailProg=/bin/true
+# Finished jobs stay visible to squeue/scontrol for 10 minutes.
+MinJobAge=600
+# A job past its time limit gets SIGTERM, then SIGKILL KillWait seconds later.
+KillWait=2
+OverTimeLimit=0
+InactiveLimit=0
+NodeName=localhost NodeAddr=127.0.0.1 $hw Gres=gpu:$gpus State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF
+
+{
+    echo "# Written by yiflow's scripts/slurm-up.sh; rewritten on every start."
+    echo "AutoDetect=off"
+    for ((i = 0; i < gpus; i++)); do
+        echo "NodeName=localhost Name=gpu File=$dir/dev/nvidia$i"
+    done
+} >"$dir/etc/gres.conf"
+
+# Client commands read /etc/slurm/slurm.conf unless SLURM_CONF says otherwise; point it at ours when
+# nothing else lives there, so `sbatch` and `squeue` work in any shell.
+etc_conf=/etc/slurm/slurm.conf
+if [[ ! -e $etc_conf && ! -L $etc_conf ]] || [[ -L $etc_conf && $(readlink "$etc_conf") == */etc/slurm.conf ]]; then
+    mkdir -p /etc/slurm
+    ln -sfn "$conf" "$etc_conf"
+    linked=1
+else
+    linked=0
+fi
+
+# --- start ---------------------------------------------------------------------------------------
+start=$(date +%s.%N)
+munged --socket="$run/munge.socket.2" --key-file="$dir/munge/munge.key" --pid-file="$run/munged.pid" \
+    --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed" ||
+    die "munged did not start; see $dir/log/munged.log"
+slurmctld -f "$conf" || die "slurmctld did not start; see $dir/log/slurmctld.log"
+slurmd -f "$conf" -N localhost || die "slurmd did not start; see $dir/log/slurmd.log"
+
+# Wait for the node to come up idle (a daemon that dies on a bad config is reported with its log).
+state=
+for ((i = 0; i < 300; i++)); do
+    state=$(sinfo -h -N -n localhost -o %T 2>/dev/null || true)
+    [[ $state == idle ]] && break
+    if ((i > 5)); then
+        for d in slurmctld slurmd; do
+            alive "$run/$d.pid" "$d" || die "$d exited; last lines of $dir/log/$d.log:
+$(tail -n 20 "$dir/log/$d.log" 2>/dev/null)"
+        done
+    fi
+    sleep 0.1
+done
+[[ $state == idle ]] || die "node 'localhost' is '${state:-unknown}', not idle, after 30 s; see $dir/log/"
+took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+
+say "started in ${took} s: munged $(<"$run/munged.pid"), slurmctld $(<"$run/slurmctld.pid"), slurmd $(<"$run/slurmd.pid")"
+say "node localhost: $cpus CPUs, ${mem} MB, $gpus fake GPUs (gpu:$gpus); partition debug; cluster yiflow-test"
+say "config $conf, logs $dir/log/"
+if ((linked)); then
+    say "$etc_conf -> $conf, so Slurm's commands find it in any shell"
+else
+    say "$etc_conf belongs to another cluster: export SLURM_CONF=$conf"
+fi

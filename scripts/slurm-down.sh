@@ -21,23 +21,38 @@ live_pid() {
     echo "$pid"
 }
 
-# Stops the daemon NAME whose pid file is FILE: SIGTERM, then SIGKILL after 10 s.
+# Stops the daemons named in "NAME:PIDFILE" arguments together: SIGTERM, then SIGKILL after 10 s.
 stop() {
-    local name=$1 file=$2 pid i
-    if pid=$(live_pid "$file" "$name"); then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            [[ -d /proc/$pid ]] || break
-            sleep 0.1
-        done
-        if [[ -d /proc/$pid ]]; then
-            kill -KILL "$pid" 2>/dev/null || true
-            say "$name ($pid) ignored SIGTERM for 10 s: killed"
-        else
-            say "stopped $name ($pid)"
+    local entry name file pid i
+    local -a names=() pids=()
+    for entry in "$@"; do
+        name=${entry%%:*} file=${entry#*:}
+        if pid=$(live_pid "$file" "$name"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            names+=("$name") pids+=("$pid")
         fi
+        rm -f "$file"
+    done
+    if ((${#pids[@]} == 0)); then
+        say "no daemon of this cluster was running"
+        return
     fi
-    rm -f "$file"
+    for ((i = 0; i < 100; i++)); do
+        alive=0
+        for pid in "${pids[@]}"; do
+            [[ -d /proc/$pid ]] && alive=1
+        done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for i in "${!pids[@]}"; do
+        if [[ -d /proc/${pids[i]} ]]; then
+            kill -KILL "${pids[i]}" 2>/dev/null || true
+            say "${names[i]} (${pids[i]}) ignored SIGTERM for 10 s: killed"
+        else
+            say "stopped ${names[i]} (${pids[i]})"
+        fi
+    done
 }
 
 [[ $EUID -eq 0 ]] || {
@@ -63,9 +78,7 @@ if live_pid "$run/slurmctld.pid" slurmctld >/dev/null && live_pid "$run/slurmd.p
     fi
 fi
 
-stop slurmd "$run/slurmd.pid"
-stop slurmctld "$run/slurmctld.pid"
-stop munged "$run/munged.pid"
+stop "slurmd:$run/slurmd.pid" "slurmctld:$run/slurmctld.pid" "munged:$run/munged.pid"
 
 # The /etc/slurm/slurm.conf link that slurm-up.sh made, if it still points at this cluster.
 etc_conf=/etc/slurm/slurm.conf

@@ -62,10 +62,10 @@ fi
 # --- folders -------------------------------------------------------------------------------------
 # State is wiped on every start: slurmctld remembers a drained node across restarts otherwise.
 rm -rf "$dir/state" "$run"
-mkdir -p "$dir/etc" "$dir/state/slurmctld" "$dir/state/slurmd" "$dir/log" "$dir/dev"
-# munged wants its socket folder searchable by all and its key readable by its user only.
-mkdir -p -m 0755 "$run"
-mkdir -p -m 0700 "$dir/munge"
+mkdir -p "$dir/etc" "$dir/state/slurmctld" "$dir/state/slurmd" "$dir/log" "$dir/dev" "$run" "$dir/munge"
+# munged wants its socket folder (and the folders above) searchable by all, its key private.
+chmod 0755 "$dir" "$run"
+chmod 0700 "$dir/munge"
 for log in "$dir"/log/*.log; do
     [[ -e $log ]] && mv -f "$log" "$log.old"
 done
@@ -106,7 +106,12 @@ SlurmdDebug=info
 # No cgroups here: pgid tracking kills a job's whole process group (linuxproc left orphans).
 ProctrackType=proctrack/pgid
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+# Memory requests are enforced by polling (no cgroups): a job over its --mem is killed (SIGKILL) within
+# a second, ends FAILED with ExitCode 0:9 and "Exceeded job memory limit" in its log; OUT_OF_MEMORY
+# itself needs cgroups.
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none

@@ -160,12 +160,22 @@ fn a_job_over_its_memory_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let slurm = Slurm::new();
     // `tail` holds its whole input (no newline in it) until the input ends, 5 s later.
-    let mut job = spec(dir.path(), "hungry", "{ head -c 300m /dev/zero; sleep 5; } | tail | wc -c");
+    let mut job = spec(
+        dir.path(),
+        "hungry",
+        "{ head -c 300m /dev/zero; sleep 5; } | tail | wc -c",
+    );
     job.memory = Some("50M".to_owned());
     let id = slurm.submit(&job).unwrap();
     // Without cgroups the test cluster enforces memory by polling: SIGKILL, not OUT_OF_MEMORY.
     let state = wait_finished(&slurm, id, Duration::from_secs(30));
-    assert_eq!(state, JobState::Failed { exit_code: 0, signal: Some(9) });
+    assert_eq!(
+        state,
+        JobState::Failed {
+            exit_code: 0,
+            signal: Some(9)
+        }
+    );
     assert!(log(dir.path(), "hungry").contains("Exceeded job memory limit"));
 }
 

@@ -13,10 +13,17 @@
 //! - A job that asked for GPUs gets `CUDA_VISIBLE_DEVICES` from Slurm's gres/gpu plugin, with or without
 //!   cgroups (`SLURM_JOB_GPUS` and `GPU_DEVICE_ORDINAL` hold the same indices). With cgroup device
 //!   constraints the indices are renumbered from 0 while `SLURM_JOB_GPUS` keeps the node's numbering, so
-//!   `CUDA_VISIBLE_DEVICES` is the one to trust and the others are only fallbacks.
+//!   `CUDA_VISIBLE_DEVICES` is the one to trust and the others are only fallbacks. A job without GPUs
+//!   gets none of them; Slurm even drops a `CUDA_VISIBLE_DEVICES` inherited from `sbatch`.
+
+mod job_spec;
+mod job_state;
+
+pub use job_spec::SlurmJobSpec;
+pub use job_state::{JobOutcome, JobState};
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,272 +51,10 @@ impl FromStr for JobId {
     }
 }
 
-/// One stage as a batch job.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SlurmJobSpec {
-    /// The job's name in `squeue`.
-    pub name: String,
-    /// The shell line the job runs (`sh -c`), as a local run would.
-    pub command: String,
-    /// Where the batch script is written before `sbatch` reads it (`sbatch` keeps its own copy).
-    pub script_path: PathBuf,
-    /// The job's working directory, on a filesystem the nodes share.
-    pub workdir: PathBuf,
-    /// The job's output (stdout and stderr together), on a filesystem the nodes share.
-    pub stdout_path: PathBuf,
-    pub partition: Option<String>,
-    /// Time limit in any format `sbatch --time` takes (`"04:00:00"`, `"1-00:00:00"`, minutes).
-    pub time: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    /// Whole GPUs (`--gres=gpu:N`); 0 hides every GPU from the job.
-    pub gpus: u32,
-    pub cpus: Option<u32>,
-    /// Memory for the job in `sbatch --mem` syntax (`"64G"`).
-    pub memory: Option<String>,
-    /// More `sbatch` arguments, after ours so they win.
-    pub extra_args: Vec<String>,
-    /// Environment of the command, on top of what the job inherits from the submitting process.
-    pub env: Vec<(String, String)>,
-}
-
-impl SlurmJobSpec {
-    /// The batch script: exports the spec's environment, sets `CUDA_VISIBLE_DEVICES` and
-    /// `YIFLOW_DEVICES` (`cuda:N,...`) to the GPUs Slurm gave the job, then runs the command.
-    pub fn batch_script(&self) -> Result<String, SlurmError> {
-        let mut script = format!(
-            "#!/bin/sh\n# Batch job `{}` written by yiflow; sbatch keeps a copy at submission.\n\n",
-            self.name.replace('\n', " ")
-        );
-        // Read before the exports below, which may carry the engine's own (empty) device list.
-        script.push_str(
-            "# Slurm's gres/gpu plugin sets CUDA_VISIBLE_DEVICES (renumbered from 0 under cgroup device\n\
-             # constraints); SLURM_JOB_GPUS and GPU_DEVICE_ORDINAL are fallbacks for sites where it does not.\n\
-             yiflow_gpus=${CUDA_VISIBLE_DEVICES-${SLURM_JOB_GPUS-${GPU_DEVICE_ORDINAL-}}}\n",
-        );
-        if self.gpus == 0 {
-            script.push_str("yiflow_gpus=\n");
-        }
-        for (name, value) in &self.env {
-            if !is_shell_name(name) {
-                return Err(SlurmError::EnvName {
-                    job: self.name.clone(),
-                    name: name.clone(),
-                });
-            }
-            let _ = writeln!(script, "export {name}={}", sh_quote(value));
-        }
-        script.push_str(
-            "export CUDA_VISIBLE_DEVICES=\"$yiflow_gpus\"\n\
-             YIFLOW_DEVICES=\n\
-             yiflow_ifs=$IFS; IFS=,\n\
-             for yiflow_gpu in $yiflow_gpus; do YIFLOW_DEVICES=\"${YIFLOW_DEVICES:+$YIFLOW_DEVICES,}cuda:$yiflow_gpu\"; done\n\
-             IFS=$yiflow_ifs\n\
-             export YIFLOW_DEVICES\n\
-             unset yiflow_gpus yiflow_gpu yiflow_ifs\n\n",
-        );
-        let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&self.command));
-        Ok(script)
-    }
-
-    /// The arguments of `sbatch`, the script last.
-    pub fn sbatch_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--parsable".to_owned(),
-            format!("--job-name={}", self.name),
-            format!("--chdir={}", self.workdir.display()),
-            format!("--output={}", output_pattern(&self.stdout_path)),
-            "--nodes=1".to_owned(),
-            "--ntasks=1".to_owned(),
-            // The engine retries NODE_FAIL and PREEMPTED itself, into a fresh output folder; a job
-            // that Slurm requeued would rerun into the half-written one.
-            "--no-requeue".to_owned(),
-        ];
-        let optional = [
-            ("--partition", &self.partition),
-            ("--time", &self.time),
-            ("--account", &self.account),
-            ("--qos", &self.qos),
-            ("--mem", &self.memory),
-        ];
-        for (flag, value) in optional {
-            if let Some(value) = value {
-                args.push(format!("{flag}={value}"));
-            }
-        }
-        if self.gpus > 0 {
-            args.push(format!("--gres=gpu:{}", self.gpus));
-        }
-        if let Some(cpus) = self.cpus {
-            args.push(format!("--cpus-per-task={cpus}"));
-        }
-        args.extend(self.extra_args.iter().cloned());
-        args.push(self.script_path.display().to_string());
-        args
-    }
-}
-
-/// Where a job is, as Slurm reports it. States Slurm has beyond these are folded into the nearest one
-/// (see [`JobState::from_slurm`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobState {
-    /// Waiting; `reason` is Slurm's (`Resources`, `Priority`, `QOSMaxGRESPerUser`, ...).
-    Pending {
-        reason: String,
-    },
-    Running,
-    /// Suspended or stopped by an administrator; resumes later.
-    Suspended,
-    /// Ended; Slurm is still cleaning up its processes.
-    Completing,
-    Completed,
-    /// Ended with a non-zero exit code, or killed by a signal.
-    Failed {
-        exit_code: i32,
-        signal: Option<i32>,
-    },
-    Cancelled,
-    Timeout,
-    OutOfMemory,
-    NodeFail,
-    BootFail,
-    Preempted,
-    /// Reached its `--deadline` before it could run to the end.
-    Deadline,
-    /// Neither `squeue`, `scontrol` nor `sacct` knows the job (not yet, or no longer): not a failure.
-    Unknown,
-}
-
-/// What the engine does with a job, given its state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    Success,
-    /// Ended through no fault of its own (its node failed, or it was preempted): submit it again.
-    Retry {
-        reason: String,
-    },
-    Failure {
-        reason: String,
-    },
-    /// Still queued or running, or not visible: ask again later.
-    NotFinished,
-}
-
-impl JobState {
-    /// The state from Slurm's name for it (`squeue %T`, `scontrol JobState=`, `sacct State`) and the
-    /// job's exit status (code, signal). Returns `None` for a name Slurm does not use.
-    pub fn from_slurm(state: &str, exit: (i32, i32)) -> Option<Self> {
-        // sacct writes `CANCELLED by 0`; fixed-width outputs end truncated names with `+`.
-        let name = state
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('+');
-        let state = match name {
-            "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_FED" | "REQUEUE_HOLD"
-            | "RESV_DEL_HOLD" | "POWER_UP_NODE" => JobState::Pending {
-                reason: String::new(),
-            },
-            "RUNNING" | "RESIZING" | "SIGNALING" => JobState::Running,
-            "SUSPENDED" | "STOPPED" => JobState::Suspended,
-            "COMPLETING" | "STAGE_OUT" | "UPDATE_DB" => JobState::Completing,
-            "COMPLETED" | "COMPLETE" if exit == (0, 0) => JobState::Completed,
-            "COMPLETED" | "COMPLETE" | "FAILED" | "SPECIAL_EXIT" | "LAUNCH_FAILED" => {
-                JobState::Failed {
-                    exit_code: exit.0,
-                    signal: (exit.1 != 0).then_some(exit.1),
-                }
-            }
-            "CANCELLED" => JobState::Cancelled,
-            "TIMEOUT" => JobState::Timeout,
-            "OUT_OF_MEMORY" => JobState::OutOfMemory,
-            "NODE_FAIL" => JobState::NodeFail,
-            "BOOT_FAIL" => JobState::BootFail,
-            "PREEMPTED" => JobState::Preempted,
-            "DEADLINE" => JobState::Deadline,
-            // A federation moved the job to a sibling cluster: this one no longer follows it.
-            "REVOKED" => JobState::Unknown,
-            _ => return None,
-        };
-        Some(state)
-    }
-
-    /// Whether the job has ended (nothing of it runs any more).
-    pub fn is_finished(&self) -> bool {
-        !matches!(self.outcome(), JobOutcome::NotFinished)
-    }
-
-    /// What the engine does next.
-    pub fn outcome(&self) -> JobOutcome {
-        let failure = |reason: &str| JobOutcome::Failure {
-            reason: reason.to_owned(),
-        };
-        let retry = |reason: &str| JobOutcome::Retry {
-            reason: reason.to_owned(),
-        };
-        match self {
-            JobState::Pending { .. }
-            | JobState::Running
-            | JobState::Suspended
-            | JobState::Completing
-            | JobState::Unknown => JobOutcome::NotFinished,
-            JobState::Completed => JobOutcome::Success,
-            JobState::Failed {
-                exit_code,
-                signal: None,
-            } => failure(&format!("the job exited with code {exit_code}")),
-            JobState::Failed {
-                signal: Some(signal),
-                ..
-            } => failure(&format!("the job was killed by signal {signal}")),
-            JobState::Cancelled => failure("the job was cancelled (scancel, or an administrator)"),
-            JobState::Timeout => {
-                failure("the job ran past its time limit and Slurm stopped it (raise `time`)")
-            }
-            JobState::OutOfMemory => failure("the job ran out of memory (raise `memory`)"),
-            JobState::Deadline => failure("the job reached its deadline before it could finish"),
-            JobState::NodeFail => retry("the job's node failed"),
-            JobState::BootFail => retry("the job's node failed to boot"),
-            JobState::Preempted => retry("the job was preempted by a higher-priority job"),
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JobState::Pending { reason } if !reason.is_empty() && reason != "None" => {
-                write!(f, "pending ({reason})")
-            }
-            JobState::Pending { .. } => f.write_str("pending"),
-            JobState::Running => f.write_str("running"),
-            JobState::Suspended => f.write_str("suspended"),
-            JobState::Completing => f.write_str("completing"),
-            JobState::Completed => f.write_str("completed"),
-            JobState::Failed {
-                exit_code,
-                signal: None,
-            } => write!(f, "failed (exit code {exit_code})"),
-            JobState::Failed {
-                signal: Some(signal),
-                ..
-            } => write!(f, "failed (signal {signal})"),
-            JobState::Cancelled => f.write_str("cancelled"),
-            JobState::Timeout => f.write_str("timeout"),
-            JobState::OutOfMemory => f.write_str("out of memory"),
-            JobState::NodeFail => f.write_str("node failure"),
-            JobState::BootFail => f.write_str("node boot failure"),
-            JobState::Preempted => f.write_str("preempted"),
-            JobState::Deadline => f.write_str("deadline reached"),
-            JobState::Unknown => f.write_str("unknown to slurm"),
-        }
-    }
-}
-
 /// Error type of the Slurm client.
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
-    #[error("run `{program}`: Slurm's commands are not on PATH{}", in_dir(.dir.as_deref()))]
+    #[error("run `{program}`: {}", not_found(.dir.as_deref()))]
     NotFound {
         program: &'static str,
         dir: Option<PathBuf>,
@@ -357,9 +102,14 @@ pub enum SlurmError {
     EnvName { job: String, name: String },
 }
 
-fn in_dir(dir: Option<&Path>) -> String {
-    dir.map(|d| format!(" (looked in {})", d.display()))
-        .unwrap_or_default()
+fn not_found(dir: Option<&Path>) -> String {
+    match dir {
+        Some(dir) => format!("no such command in {}", dir.display()),
+        None => {
+            "Slurm's commands are not on PATH (run yiflow where `sbatch` works, e.g. a login node)"
+                .to_owned()
+        }
+    }
 }
 
 impl SlurmError {
@@ -696,30 +446,6 @@ fn parse_exit(text: &str) -> Option<(i32, i32)> {
     Some((code.parse().ok()?, signal.parse().ok()?))
 }
 
-/// `sbatch --output` expands `%j` and friends; `%%` is a literal `%`, and a backslash anywhere turns
-/// every expansion off.
-fn output_pattern(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text.contains('\\') {
-        text
-    } else {
-        text.replace('%', "%%")
-    }
-}
-
-fn is_shell_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Single-quotes `text` for `sh`.
-fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -742,6 +468,18 @@ mod tests {
     fn pending(reason: &str) -> JobState {
         JobState::Pending {
             reason: reason.to_owned(),
+        }
+    }
+
+    /// A job for the fake commands below.
+    fn spec(dir: &Path) -> SlurmJobSpec {
+        SlurmJobSpec {
+            name: "yiflow:train".to_owned(),
+            command: "true".to_owned(),
+            script_path: dir.join("jobs/train.sh"),
+            workdir: dir.to_owned(),
+            stdout_path: dir.join("logs/train.log"),
+            ..SlurmJobSpec::default()
         }
     }
 
@@ -834,194 +572,6 @@ mod tests {
         assert_eq!(states[&JobId(26)], JobState::Timeout);
         assert_eq!(states.len(), 6);
     }
-
-    #[test]
-    fn state_names_fold_into_the_nearest_state() {
-        assert_eq!(
-            JobState::from_slurm("CANCELLED+", (0, 0)),
-            Some(JobState::Cancelled)
-        );
-        assert_eq!(
-            JobState::from_slurm("CONFIGURING", (0, 0)),
-            Some(pending(""))
-        );
-        assert_eq!(
-            JobState::from_slurm("STOPPED", (0, 0)),
-            Some(JobState::Suspended)
-        );
-        assert_eq!(
-            JobState::from_slurm("STAGE_OUT", (0, 0)),
-            Some(JobState::Completing)
-        );
-        assert_eq!(
-            JobState::from_slurm("COMPLETED", (1, 0)),
-            Some(JobState::Failed {
-                exit_code: 1,
-                signal: None
-            })
-        );
-        assert_eq!(JobState::from_slurm("MADE_UP", (0, 0)), None);
-    }
-
-    #[test]
-    fn end_states_map_to_success_retry_or_failure() {
-        assert_eq!(JobState::Completed.outcome(), JobOutcome::Success);
-        for state in [JobState::NodeFail, JobState::Preempted, JobState::BootFail] {
-            assert!(
-                matches!(state.outcome(), JobOutcome::Retry { .. }),
-                "{state}"
-            );
-            assert!(state.is_finished());
-        }
-        let reason = |state: JobState| match state.outcome() {
-            JobOutcome::Failure { reason } => reason,
-            other => panic!("{state} gave {other:?}"),
-        };
-        assert!(
-            reason(JobState::Failed {
-                exit_code: 3,
-                signal: None
-            })
-            .contains("code 3")
-        );
-        assert!(
-            reason(JobState::Failed {
-                exit_code: 0,
-                signal: Some(9)
-            })
-            .contains("signal 9")
-        );
-        assert!(reason(JobState::Cancelled).contains("cancelled"));
-        assert!(reason(JobState::Timeout).contains("time limit"));
-        assert!(reason(JobState::OutOfMemory).contains("memory"));
-        assert!(reason(JobState::Deadline).contains("deadline"));
-        for state in [
-            pending("Priority"),
-            JobState::Running,
-            JobState::Suspended,
-            JobState::Completing,
-            JobState::Unknown,
-        ] {
-            assert_eq!(state.outcome(), JobOutcome::NotFinished, "{state}");
-            assert!(!state.is_finished());
-        }
-    }
-
-    fn spec(dir: &Path) -> SlurmJobSpec {
-        SlurmJobSpec {
-            name: "yiflow:train".to_owned(),
-            command: "echo \"$GREETING\" \"$CUDA_VISIBLE_DEVICES\" \"$YIFLOW_DEVICES\"; exit 7"
-                .to_owned(),
-            script_path: dir.join("jobs/train.sh"),
-            workdir: dir.to_owned(),
-            stdout_path: dir.join("logs/train-%j.log"),
-            gpus: 2,
-            env: vec![
-                ("GREETING".to_owned(), "it's $HOME, \"quoted\"".to_owned()),
-                ("CUDA_VISIBLE_DEVICES".to_owned(), String::new()),
-            ],
-            ..SlurmJobSpec::default()
-        }
-    }
-
-    /// Runs the batch script with `sh`, as slurmstepd would, with Slurm's variables `slurm_env`.
-    fn run_script(spec: &SlurmJobSpec, slurm_env: &[(&str, &str)]) -> (String, Option<i32>) {
-        let script = spec.batch_script().unwrap();
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(&script)
-            .env_remove("CUDA_VISIBLE_DEVICES");
-        command
-            .env_remove("SLURM_JOB_GPUS")
-            .env_remove("GPU_DEVICE_ORDINAL");
-        command.envs(slurm_env.iter().copied());
-        let output = command.output().unwrap();
-        (
-            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            output.status.code(),
-        )
-    }
-
-    #[test]
-    fn batch_script_exports_env_and_uses_the_gpus_slurm_gave() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = spec(dir.path());
-        // Slurm's own CUDA_VISIBLE_DEVICES wins over the spec's and over SLURM_JOB_GPUS.
-        let (out, code) = run_script(
-            &spec,
-            &[("CUDA_VISIBLE_DEVICES", "0,1"), ("SLURM_JOB_GPUS", "4,5")],
-        );
-        assert_eq!(out, "it's $HOME, \"quoted\" 0,1 cuda:0,cuda:1");
-        assert_eq!(code, Some(7));
-        // Fallbacks when Slurm did not set it.
-        let (out, _) = run_script(&spec, &[("SLURM_JOB_GPUS", "1,3")]);
-        assert!(out.ends_with(" 1,3 cuda:1,cuda:3"), "{out}");
-        let (out, _) = run_script(&spec, &[("GPU_DEVICE_ORDINAL", "2")]);
-        assert!(out.ends_with(" 2 cuda:2"), "{out}");
-        // A job without GPUs sees none, whatever it inherited.
-        let cpu_only = SlurmJobSpec { gpus: 0, ..spec };
-        let (out, _) = run_script(&cpu_only, &[("CUDA_VISIBLE_DEVICES", "0")]);
-        assert_eq!(out, "it's $HOME, \"quoted\"");
-    }
-
-    #[test]
-    fn batch_script_refuses_env_names_the_shell_cannot_export() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spec = spec(dir.path());
-        spec.env.push(("BAD-NAME".to_owned(), "x".to_owned()));
-        let error = spec.batch_script().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "export `BAD-NAME` in job `yiflow:train`: not a shell variable name"
-        );
-    }
-
-    #[test]
-    fn sbatch_args_carry_the_requests_and_escape_percent() {
-        let dir = Path::new("/shared/ws");
-        let mut spec = spec(dir);
-        spec.partition = Some("gpu".to_owned());
-        spec.time = Some("04:00:00".to_owned());
-        spec.account = Some("llm".to_owned());
-        spec.qos = Some("high".to_owned());
-        spec.cpus = Some(8);
-        spec.memory = Some("64G".to_owned());
-        spec.extra_args = vec!["--exclusive".to_owned()];
-        let args = spec.sbatch_args();
-        for expected in [
-            "--parsable",
-            "--job-name=yiflow:train",
-            "--chdir=/shared/ws",
-            "--output=/shared/ws/logs/train-%%j.log",
-            "--partition=gpu",
-            "--time=04:00:00",
-            "--account=llm",
-            "--qos=high",
-            "--mem=64G",
-            "--gres=gpu:2",
-            "--cpus-per-task=8",
-            "--no-requeue",
-        ] {
-            assert!(
-                args.iter().any(|a| a == expected),
-                "{expected} missing from {args:?}"
-            );
-        }
-        assert_eq!(
-            &args[args.len() - 2..],
-            ["--exclusive", "/shared/ws/jobs/train.sh"]
-        );
-        let cpu_only = SlurmJobSpec { gpus: 0, ..spec };
-        assert!(
-            !cpu_only
-                .sbatch_args()
-                .iter()
-                .any(|a| a.starts_with("--gres"))
-        );
-        assert_eq!(output_pattern(Path::new(r"C:\x%j")), r"C:\x%j");
-    }
-
     /// A folder of fake Slurm commands, each a shell script.
     fn fake_bin(commands: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -1045,6 +595,15 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(
+            error.to_string(),
+            format!("run `sbatch`: no such command in {}", bin.path().display())
+        );
+        // Looked up on PATH (as `Slurm::new()` does), the message says where Slurm should be.
+        let error = SlurmError::NotFound {
+            program: "sbatch",
+            dir: None,
+        };
         assert!(
             error
                 .to_string()

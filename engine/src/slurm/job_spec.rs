@@ -1,6 +1,6 @@
 //! One stage as a Slurm batch job: what it asks `sbatch` for, and the script it runs, which hands the
 //! command the GPUs Slurm gave the job the way a local run hands it the engine's (`CUDA_VISIBLE_DEVICES`
-//! and `YIFLOW_DEVICES`).
+//! with the physical indices, `YIFLOW_DEVICES` renumbered from `cuda:0`, as `StageIo::to_env` does).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,8 @@ pub struct SlurmJobSpec {
 
 impl SlurmJobSpec {
     /// The batch script: exports the spec's environment, sets `CUDA_VISIBLE_DEVICES` and
-    /// `YIFLOW_DEVICES` (`cuda:N,...`) to the GPUs Slurm gave the job, then runs the command.
+    /// `YIFLOW_DEVICES` (`cuda:0,cuda:1,...`, one per GPU, as the process sees them) to the GPUs Slurm
+    /// gave the job, then runs the command.
     pub fn batch_script(&self) -> Result<String, SlurmError> {
         let mut script = format!(
             "#!/bin/sh\n# Batch job `{}` written by yiflow; sbatch keeps a copy at submission.\n\n",
@@ -65,11 +66,15 @@ impl SlurmJobSpec {
         script.push_str(
             "export CUDA_VISIBLE_DEVICES=\"$yiflow_gpus\"\n\
              YIFLOW_DEVICES=\n\
+             yiflow_n=0\n\
              yiflow_ifs=$IFS; IFS=,\n\
-             for yiflow_gpu in $yiflow_gpus; do YIFLOW_DEVICES=\"${YIFLOW_DEVICES:+$YIFLOW_DEVICES,}cuda:$yiflow_gpu\"; done\n\
+             for yiflow_gpu in $yiflow_gpus; do\n\
+             \x20   YIFLOW_DEVICES=\"${YIFLOW_DEVICES:+$YIFLOW_DEVICES,}cuda:$yiflow_n\"\n\
+             \x20   yiflow_n=$((yiflow_n + 1))\n\
+             done\n\
              IFS=$yiflow_ifs\n\
              export YIFLOW_DEVICES\n\
-             unset yiflow_gpus yiflow_gpu yiflow_ifs\n\n",
+             unset yiflow_gpus yiflow_gpu yiflow_ifs yiflow_n\n\n",
         );
         let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&self.command));
         Ok(script)
@@ -191,9 +196,9 @@ mod tests {
         assert_eq!(code, Some(7));
         // Fallbacks when Slurm did not set it.
         let (out, _) = run_script(&spec, &[("SLURM_JOB_GPUS", "1,3")]);
-        assert!(out.ends_with(" 1,3 cuda:1,cuda:3"), "{out}");
+        assert!(out.ends_with(" 1,3 cuda:0,cuda:1"), "{out}");
         let (out, _) = run_script(&spec, &[("GPU_DEVICE_ORDINAL", "2")]);
-        assert!(out.ends_with(" 2 cuda:2"), "{out}");
+        assert!(out.ends_with(" 2 cuda:0"), "{out}");
         // A job without GPUs sees none, whatever it inherited.
         let cpu_only = SlurmJobSpec { gpus: 0, ..spec };
         let (out, _) = run_script(&cpu_only, &[("CUDA_VISIBLE_DEVICES", "0")]);

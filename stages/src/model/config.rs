@@ -259,7 +259,7 @@ impl Config {
                 problems.push(ConfigError::Zero { field });
             }
         }
-        if self.heads > 0 && self.d_model % self.heads != 0 {
+        if self.heads > 0 && !self.d_model.is_multiple_of(self.heads) {
             problems.push(ConfigError::HeadsDoNotDivide {
                 d_model: self.d_model,
                 heads: self.heads,
@@ -269,7 +269,7 @@ impl Config {
                 head_dim: self.head_dim(),
             });
         }
-        if self.kv_heads > 0 && self.heads % self.kv_heads != 0 {
+        if self.kv_heads > 0 && !self.heads.is_multiple_of(self.kv_heads) {
             problems.push(ConfigError::KvHeadsDoNotDivide {
                 heads: self.heads,
                 kv_heads: self.kv_heads,
@@ -291,7 +291,7 @@ impl Config {
                     count: experts.count,
                 });
             }
-            if experts.segments > 0 && self.ffn % experts.segments != 0 {
+            if experts.segments > 0 && !self.ffn.is_multiple_of(experts.segments) {
                 problems.push(ConfigError::SegmentsDoNotDivide {
                     ffn: self.ffn,
                     segments: experts.segments,
@@ -306,7 +306,7 @@ impl Config {
             problems.push(ConfigError::Zero {
                 field: "full-every",
             });
-        } else if layout.window.is_some() && self.layers % layout.full_every != 0 {
+        } else if layout.window.is_some() && !self.layers.is_multiple_of(layout.full_every) {
             problems.push(ConfigError::PartialBlock {
                 layers: self.layers,
                 full_every: layout.full_every,

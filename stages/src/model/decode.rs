@@ -148,32 +148,23 @@ impl Config {
             .child_nodes()
             .iter()
             .find(|c| c.node_name() == "preset");
-        let mut draft = match preset {
-            None => Draft::default(),
-            Some(preset) => {
-                preset.check_entries(1, &[], sink);
-                spans.fallback = preset.name_span();
-                match preset.arg_spanned::<String>(0, sink) {
-                    Some(name) => match Config::preset(&name) {
-                        Some(config) => Draft::from_preset(config),
-                        None => {
-                            sink.push(RecipeError::InvalidValue {
-                                message: format!("unknown model preset `{}`", name.value),
-                                span: name.span,
-                                label: "no preset has this name".to_owned(),
-                                help: did_you_mean(
-                                    &name.value,
-                                    Config::PRESETS.iter().copied(),
-                                    "",
-                                ),
-                            });
-                            Draft::default()
-                        }
-                    },
-                    None => Draft::default(),
+        let mut draft = Draft::default();
+        if let Some(preset) = preset {
+            preset.check_entries(1, &[], sink);
+            spans.fallback = preset.name_span();
+            if let Some(name) = preset.arg_spanned::<String>(0, sink) {
+                if let Some(config) = Config::preset(&name) {
+                    draft = Draft::from_preset(config);
+                } else {
+                    sink.push(RecipeError::InvalidValue {
+                        message: format!("unknown model preset `{}`", name.value),
+                        span: name.span,
+                        label: "no preset has this name".to_owned(),
+                        help: did_you_mean(&name.value, Config::PRESETS.iter().copied(), ""),
+                    });
                 }
             }
-        };
+        }
 
         for child in node.child_nodes() {
             decode_setting(child, &mut draft, &mut spans, sink);

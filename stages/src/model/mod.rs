@@ -6,7 +6,36 @@
 //! [`Config`] is torch-free (the `yiflow` binary validates and fingerprints `model` blocks with it);
 //! the tensor code is behind the `torch` feature, which only the worker binary enables.
 
+#![allow(clippy::doc_markdown)] // the papers' names: MoE, RoPE, RMSNorm, SwiGLU, LibTorch
+
 mod config;
 mod decode;
 
+#[cfg(feature = "torch")]
+mod attention;
+#[cfg(feature = "torch")]
+mod block;
+#[cfg(feature = "torch")]
+mod error;
+#[cfg(feature = "torch")]
+mod kv_cache;
+#[cfg(feature = "torch")]
+mod mlp;
+#[cfg(feature = "torch")]
+mod moe;
+#[cfg(feature = "torch")]
+mod rms_norm;
+#[cfg(feature = "torch")]
+mod rope;
+#[cfg(feature = "torch")]
+mod transformer;
+
 pub use config::{AttentionLayout, Config, ConfigError, Experts, LayerSpec};
+#[cfg(feature = "torch")]
+pub use error::ModelError;
+#[cfg(feature = "torch")]
+pub use kv_cache::KvCache;
+#[cfg(feature = "torch")]
+pub use moe::{ExpertKernel, load_balancing_loss};
+#[cfg(feature = "torch")]
+pub use transformer::{Output, Transformer};

@@ -6,8 +6,6 @@
 //! [`Config`] is torch-free (the `yiflow` binary validates and fingerprints `model` blocks with it);
 //! the tensor code is behind the `torch` feature, which only the worker binary enables.
 
-#![allow(clippy::doc_markdown)] // the papers' names: MoE, RoPE, RMSNorm, SwiGLU, LibTorch
-
 mod config;
 mod decode;
 

@@ -1,7 +1,9 @@
 //! With the `torch` feature, records where libtorch lives in the run path of this crate's test
 //! binaries, so `cargo test -p yiflow-stages --features torch` runs without `LD_LIBRARY_PATH`
 //! (torch-sys links the libraries, but its rpath reaches only its own targets). The worker's
-//! build script does the same for the worker.
+//! build script does the same for the worker. When that libtorch has CUDA, the test binaries also
+//! keep `libtorch_cuda.so` linked (the linker would drop it, as nothing names its symbols), so the
+//! tests that need a GPU see one.
 
 use std::path::PathBuf;
 
@@ -17,5 +19,8 @@ fn main() {
     // The link's target, so the path stays valid whichever checkout built the binary.
     if let Some(lib) = lib.and_then(|l| l.canonicalize().ok()) {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        if lib.join("libtorch_cuda.so").exists() {
+            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        }
     }
 }

@@ -24,7 +24,7 @@
 //! rope-base 10000, max-seq 2048, norm-eps 1e-5 and untied embeddings. The result is canonical, so
 //! writing a preset's value out explicitly never changes the stage's fingerprint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use yiflow_dsl::{KdlNode, NodeExt, RecipeError, Sink, SourceSpan, did_you_mean};
 
@@ -119,24 +119,19 @@ impl Config {
     pub fn decode(node: &KdlNode, sink: &mut Sink) -> Option<Config> {
         let before = sink.len();
         node.check_children("a `model` block", SETTINGS, sink);
-        let mut seen: BTreeMap<&str, SourceSpan> = BTreeMap::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         for child in node.child_nodes() {
             let name = child.node_name();
             if !SETTINGS.contains(&name) {
                 continue;
             }
-            if let Some(first) = seen.get(name) {
+            if !seen.insert(name) {
                 sink.push(RecipeError::InvalidValue {
                     message: format!("`{name}` is set twice in this model block"),
                     span: child.name_span(),
                     label: "set again here".to_owned(),
-                    help: format!(
-                        "keep one `{name}` line (the first is at offset {})",
-                        first.offset()
-                    ),
+                    help: format!("keep one `{name}` line: which one should win is not clear"),
                 });
-            } else {
-                seen.insert(name, child.name_span());
             }
         }
 
@@ -177,7 +172,7 @@ impl Config {
             ("d-model", draft.d_model),
             ("heads", draft.heads),
         ] {
-            if value.is_none() && !seen.contains_key(field) {
+            if value.is_none() && !seen.contains(field) {
                 missing = true;
                 sink.push(RecipeError::MissingValue {
                     what: format!("`{field}` of the model"),

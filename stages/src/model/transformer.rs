@@ -222,7 +222,11 @@ mod tests {
     }
 
     fn build(config: &Config) -> (nn::VarStore, Transformer) {
-        let vs = nn::VarStore::new(Device::Cpu);
+        build_on(config, Device::Cpu)
+    }
+
+    fn build_on(config: &Config, device: Device) -> (nn::VarStore, Transformer) {
+        let vs = nn::VarStore::new(device);
         let model = Transformer::new(&vs.root(), config).unwrap();
         (vs, model)
     }
@@ -355,10 +359,10 @@ mod tests {
     }
 
     /// Decodes `x` in chunks of the given sizes and compares every step with the full forward pass.
-    fn assert_decoding_matches(config: &Config, chunks: &[i64]) {
-        let (_, model) = build(config);
+    fn assert_decoding_matches(config: &Config, chunks: &[i64], device: Device) {
+        let (_, model) = build_on(config, device);
         let len: i64 = chunks.iter().sum();
-        let x = tokens(2, len, config.vocab);
+        let x = tokens(2, len, config.vocab).to_device(device);
         let expected = tch::no_grad(|| model.forward(&x).logits);
         let mut cache = model.new_cache(2, len).unwrap();
         let mut start = 0;
@@ -378,24 +382,28 @@ mod tests {
         assert_eq!(cache.len(), len);
     }
 
-    #[test]
-    fn incremental_decoding_equals_the_full_forward_pass() {
-        tch::manual_seed(7);
-        // tiny: hybrid layout (window 16), KV sharing between layers 3 and 7, MoE with shared experts.
-        // A prompt, single tokens past the window, a chunk that wraps the rings, more single tokens.
+    /// A prompt, single tokens past the window, a chunk that wraps the rings, more single tokens.
+    fn decoding_chunks() -> Vec<i64> {
         let mut chunks = vec![5];
         chunks.extend([1; 15]);
         chunks.push(7);
         chunks.extend([1; 20]);
         chunks.push(19);
-        assert_decoding_matches(&tiny(), &chunks);
+        chunks
+    }
+
+    #[test]
+    fn incremental_decoding_equals_the_full_forward_pass() {
+        tch::manual_seed(7);
+        // tiny: hybrid layout (window 16), KV sharing between layers 3 and 7, MoE with shared experts.
+        assert_decoding_matches(&tiny(), &decoding_chunks(), Device::Cpu);
         // Dense, every layer full, adjacent layers sharing: the shared-slot path under masks.
         let dense = Config {
             experts: None,
             attention: AttentionLayout::FULL,
             ..tiny()
         };
-        assert_decoding_matches(&dense, &[6, 1, 1, 9, 1, 3]);
+        assert_decoding_matches(&dense, &[6, 1, 1, 9, 1, 3], Device::Cpu);
     }
 
     #[test]
@@ -440,5 +448,102 @@ mod tests {
         assert_eq!(out.expert_load.unwrap().size(), [8, 16]);
         let aux = out.aux_loss.double_value(&[]);
         assert!(aux > 0.5 && aux < 16.0, "{aux}");
+    }
+
+    // On a CUDA machine: `cargo test -p yiflow-stages --features torch -- --ignored --nocapture`.
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn on_cuda_decoding_matches_and_both_expert_kernels_agree_in_bf16() {
+        assert!(tch::Cuda::is_available(), "no CUDA device is visible");
+        let device = Device::Cuda(0);
+        tch::manual_seed(8);
+        assert_decoding_matches(&tiny(), &decoding_chunks(), device);
+        let config = Config {
+            max_seq: 512,
+            ..tiny()
+        };
+        let (mut vs, mut model) = build_on(&config, device);
+        vs.bfloat16();
+        let x = tokens(4, 256, config.vocab).to_device(device);
+        let mut outputs = Vec::new();
+        for kernel in [ExpertKernel::GroupedMm, ExpertKernel::PaddedBmm] {
+            model.set_expert_kernel(kernel);
+            for mut var in vs.trainable_variables() {
+                var.zero_grad();
+            }
+            let out = model.forward(&x);
+            assert_eq!(out.logits.kind(), Kind::BFloat16);
+            let loss = out.logits.to_kind(Kind::Float).square().mean(Kind::Float) + out.aux_loss;
+            loss.backward();
+            let grad = vs.variables()["layers.0.ffn.experts.gate_up"]
+                .grad()
+                .to_kind(Kind::Float);
+            outputs.push((out.logits.to_kind(Kind::Float), grad));
+        }
+        let (a, b) = (&outputs[0], &outputs[1]);
+        let scale = a.0.abs().max().double_value(&[]);
+        let diff = (&a.0 - &b.0).abs().max().double_value(&[]);
+        assert!(
+            diff < 2e-2 * scale,
+            "logits differ by {diff} (scale {scale})"
+        );
+        let scale = a.1.abs().max().double_value(&[]);
+        let diff = (&a.1 - &b.1).abs().max().double_value(&[]);
+        assert!(
+            scale > 0.0 && diff < 5e-2 * scale,
+            "expert gradients differ by {diff} (scale {scale})"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device; prints forward+backward throughput"]
+    fn on_cuda_forward_backward_throughput() {
+        assert!(tch::Cuda::is_available(), "no CUDA device is visible");
+        let device = Device::Cuda(0);
+        let (batch, seq, steps) = (16, 1024, 10);
+        for name in ["dense-125m", "moe-125m"] {
+            let config = Config::preset(name).unwrap();
+            let (mut vs, mut model) = build_on(&config, device);
+            vs.bfloat16();
+            let kernels: &[ExpertKernel] = if config.experts.is_some() {
+                &[ExpertKernel::GroupedMm, ExpertKernel::PaddedBmm]
+            } else {
+                &[ExpertKernel::GroupedMm]
+            };
+            for &kernel in kernels {
+                model.set_expert_kernel(kernel);
+                let x = tokens(batch, seq + 1, config.vocab).to_device(device);
+                let (input, target) = (x.narrow(1, 0, seq), x.narrow(1, 1, seq));
+                let step = || {
+                    let out = model.forward(&input);
+                    let logits = out
+                        .logits
+                        .view([-1, config.vocab as i64])
+                        .to_kind(Kind::Float);
+                    let loss = logits.cross_entropy_for_logits(&target.reshape([-1]))
+                        + out.aux_loss * 0.01;
+                    loss.backward();
+                };
+                for _ in 0..3 {
+                    step();
+                }
+                tch::Cuda::synchronize(0);
+                let started = std::time::Instant::now();
+                for _ in 0..steps {
+                    step();
+                }
+                tch::Cuda::synchronize(0);
+                let seconds = started.elapsed().as_secs_f64();
+                let tokens_per_s = (steps * batch * seq) as f64 / seconds;
+                let mfu = tokens_per_s * config.train_flops_per_token(seq as usize) / 989e12;
+                println!(
+                    "{name:<11} {kernel:<10?} bf16 batch {batch} seq {seq}: {:>7.0} tok/s, MFU {:.1}% (of 989 TFLOP/s), {:.1} ms/step",
+                    tokens_per_s,
+                    100.0 * mfu,
+                    1000.0 * seconds / steps as f64
+                );
+            }
+        }
     }
 }

@@ -51,9 +51,11 @@ if ! torch_dir="$(torch_dir_of "$venv")"; then
         || { echo "install-libtorch: $python is not Python 3.10-3.14 (torch $TORCH_VERSION wheels need one); set PYTHON" >&2; exit 1; }
     mkdir -p "$cache_root"
     # One installer at a time per user: a second clone or CI job waits here, then finds the install.
-    exec 9>"$cache_root/.install-torch-$TORCH_VERSION.lock"
-    say "waiting for the install lock $cache_root/.install-torch-$TORCH_VERSION.lock"
-    flock 9
+    if command -v flock >/dev/null; then
+        exec 9>"$cache_root/.install-torch-$TORCH_VERSION.lock"
+        say "waiting for the install lock $cache_root/.install-torch-$TORCH_VERSION.lock"
+        flock 9
+    fi
     if ! torch_dir="$(torch_dir_of "$venv")"; then
         [ -e "$venv" ] && { say "removing the incomplete install at $venv"; rm -rf "$venv"; }
         # Build beside the final folder and rename it into place, so that an interrupted install
@@ -67,7 +69,6 @@ if ! torch_dir="$(torch_dir_of "$venv")"; then
         mv "$staging" "$venv"
         torch_dir="$(torch_dir_of "$venv")" || { echo "install-libtorch: pip finished but $venv holds no complete torch $TORCH_VERSION" >&2; exit 1; }
     fi
-    flock -u 9
 else
     say "torch $TORCH_VERSION is already installed in $venv"
 fi
@@ -78,6 +79,10 @@ if [ "$print_only" = 1 ]; then
 fi
 
 link="$repo/.libtorch"
+if [ -e "$link" ] && [ ! -L "$link" ]; then
+    echo "install-libtorch: $link exists and is not a link; move it away, or set LIBTORCH to your own libtorch instead" >&2
+    exit 1
+fi
 if [ "$(readlink "$link" 2>/dev/null)" != "$torch_dir" ]; then
     ln -sfn "$torch_dir" "$link"
     say "linked $link -> $torch_dir"

@@ -2,6 +2,7 @@
 //! ML kinds sits behind the `torch` feature, which only the worker binary enables.
 
 mod command;
+pub mod data;
 
 pub use command::Command;
 use yiflow_engine::Registry;

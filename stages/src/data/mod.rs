@@ -13,6 +13,7 @@ mod parquet_texts;
 mod pii;
 mod quality;
 mod rejection;
+mod shards;
 mod synthetic;
 mod repetition;
 mod words;
@@ -31,6 +32,10 @@ pub use parquet_texts::ParquetTexts;
 pub use pii::{PiiCounts, PiiKind, PiiRedactor, luhn};
 pub use quality::{QualityRules, STOP_WORDS};
 pub use rejection::Rejection;
+pub use shards::{
+    INDEX_FILE, PackedSequences, Sequence, ShardEntry, ShardIndex, ShardWriter, SplitEntry, TOKENS_DIR, TokenDtype, TokenShards,
+    TokenSplit,
+};
 pub use synthetic::{Rng, SyntheticKind};
 pub use repetition::{NgramLimit, RepetitionRules};
 pub use words::{is_cjk, normalized_word_hashes};

@@ -3,13 +3,16 @@
 
 mod command;
 pub mod data;
+mod source;
 
 pub use command::Command;
+pub use source::{Source, SourceParams};
 use yiflow_engine::Registry;
 
 /// Every stage kind yiflow knows.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(Command);
+    registry.register(Source);
     registry
 }

@@ -3,6 +3,7 @@
 //! decontamination) and the binary token shards the trainer reads through memory mapping.
 
 mod blocklist;
+mod declared_files;
 mod decontam;
 mod document;
 mod error;
@@ -10,15 +11,20 @@ mod hashing;
 mod lines;
 mod minhash;
 mod parquet_texts;
+#[cfg(test)]
+pub(crate) use parquet_texts::tests as parquet_tests;
 mod pii;
 mod quality;
 mod rejection;
+mod repetition;
 mod shards;
 mod synthetic;
-mod repetition;
+#[cfg(test)]
+pub(crate) mod testing;
 mod words;
 
 pub use blocklist::{BUILTIN_PHRASES, Blocklist};
+pub use declared_files::{check as check_declared_files, expand as expand_glob};
 pub use decontam::Decontaminator;
 pub use document::{
     DOCUMENTS_DIR, Document, DocumentBatches, DocumentFiles, DocumentWriter, MAX_LINE_BYTES,
@@ -32,10 +38,10 @@ pub use parquet_texts::ParquetTexts;
 pub use pii::{PiiCounts, PiiKind, PiiRedactor, luhn};
 pub use quality::{QualityRules, STOP_WORDS};
 pub use rejection::Rejection;
+pub use repetition::{NgramLimit, RepetitionRules};
 pub use shards::{
-    INDEX_FILE, PackedSequences, Sequence, ShardEntry, ShardIndex, ShardWriter, SplitEntry, TOKENS_DIR, TokenDtype, TokenShards,
-    TokenSplit,
+    INDEX_FILE, PackedSequences, Sequence, ShardEntry, ShardIndex, ShardWriter, SplitEntry,
+    TOKENS_DIR, TokenDtype, TokenShards, TokenSplit,
 };
 pub use synthetic::{Rng, SyntheticKind};
-pub use repetition::{NgramLimit, RepetitionRules};
 pub use words::{is_cjk, normalized_word_hashes};

@@ -31,7 +31,11 @@ pub enum TokenDtype {
 impl TokenDtype {
     /// The narrowest width that holds every id of a vocabulary.
     pub fn for_vocab(vocab_size: usize) -> Self {
-        if vocab_size <= 1 << 16 { TokenDtype::U16 } else { TokenDtype::U32 }
+        if vocab_size <= 1 << 16 {
+            TokenDtype::U16
+        } else {
+            TokenDtype::U32
+        }
     }
 
     pub fn bytes(self) -> usize {
@@ -93,7 +97,12 @@ struct OpenShard {
 
 impl ShardWriter {
     /// A writer of `<dir>/<split>-NNNNN.{bin,docs}`, starting a new shard past `shard_tokens`.
-    pub fn new(dir: &Path, split: &str, dtype: TokenDtype, shard_tokens: u64) -> Result<Self, DataError> {
+    pub fn new(
+        dir: &Path,
+        split: &str,
+        dtype: TokenDtype,
+        shard_tokens: u64,
+    ) -> Result<Self, DataError> {
         std::fs::create_dir_all(dir).map_err(|e| DataError::write(dir, e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -108,7 +117,11 @@ impl ShardWriter {
 
     /// Appends one document's tokens (with its boundary tokens already in place).
     pub fn write_document(&mut self, tokens: &[u32]) -> Result<(), DataError> {
-        if self.current.as_ref().is_some_and(|s| s.written >= self.shard_tokens) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.written >= self.shard_tokens)
+        {
             self.close_shard()?;
         }
         if self.current.is_none() {
@@ -136,23 +149,38 @@ impl ShardWriter {
                     self.buf.extend_from_slice(&t.to_le_bytes());
                 }
             }
-            TokenDtype::U32 => tokens.iter().for_each(|t| self.buf.extend_from_slice(&t.to_le_bytes())),
+            TokenDtype::U32 => tokens
+                .iter()
+                .for_each(|t| self.buf.extend_from_slice(&t.to_le_bytes())),
         }
-        shard.tokens.write_all(&self.buf).map_err(|e| DataError::write(&shard.tokens_path, e))?;
+        shard
+            .tokens
+            .write_all(&self.buf)
+            .map_err(|e| DataError::write(&shard.tokens_path, e))?;
         shard.starts.push(shard.written);
         shard.written += tokens.len() as u64;
         Ok(())
     }
 
     fn close_shard(&mut self) -> Result<(), DataError> {
-        let Some(mut shard) = self.current.take() else { return Ok(()) };
-        shard.tokens.flush().map_err(|e| DataError::write(&shard.tokens_path, e))?;
+        let Some(mut shard) = self.current.take() else {
+            return Ok(());
+        };
+        shard
+            .tokens
+            .flush()
+            .map_err(|e| DataError::write(&shard.tokens_path, e))?;
         let mut docs = Vec::with_capacity((shard.starts.len() + 1) * 8);
         for s in shard.starts.iter().chain(std::iter::once(&shard.written)) {
             docs.extend_from_slice(&s.to_le_bytes());
         }
-        std::fs::write(&shard.docs_path, docs).map_err(|e| DataError::write(&shard.docs_path, e))?;
-        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        std::fs::write(&shard.docs_path, docs)
+            .map_err(|e| DataError::write(&shard.docs_path, e))?;
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         self.entry.tokens += shard.written;
         self.entry.docs += shard.starts.len() as u64;
         self.entry.shards.push(ShardEntry {
@@ -175,7 +203,8 @@ impl ShardIndex {
     /// Writes `index.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), DataError> {
         let path = dir.join(INDEX_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| DataError::Params(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| DataError::Params(e.to_string()))?;
         std::fs::write(&path, text).map_err(|e| DataError::write(&path, e))
     }
 }
@@ -204,11 +233,17 @@ pub struct TokenShards {
 impl TokenShards {
     /// Opens an artifact folder (or its `tokens/` folder).
     pub fn open(dir: &Path) -> Result<Self, DataError> {
-        let dir = if dir.join(TOKENS_DIR).join(INDEX_FILE).is_file() { dir.join(TOKENS_DIR) } else { dir.to_path_buf() };
+        let dir = if dir.join(TOKENS_DIR).join(INDEX_FILE).is_file() {
+            dir.join(TOKENS_DIR)
+        } else {
+            dir.to_path_buf()
+        };
         let path = dir.join(INDEX_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| DataError::read(&path, e))?;
-        let index: ShardIndex = serde_json::from_str(&text)
-            .map_err(|e| DataError::Shards { path: path.clone(), reason: format!("index is not valid ({e})") })?;
+        let index: ShardIndex = serde_json::from_str(&text).map_err(|e| DataError::Shards {
+            path: path.clone(),
+            reason: format!("index is not valid ({e})"),
+        })?;
         Ok(Self { dir, index })
     }
 
@@ -226,10 +261,22 @@ impl TokenShards {
 
     /// Maps a split (`"train"`, `"val"`), checking each shard's size against the index.
     pub fn split(&self, name: &str) -> Result<TokenSplit, DataError> {
-        let entry = self.index.splits.get(name).ok_or_else(|| DataError::Shards {
-            path: self.dir.clone(),
-            reason: format!("no split `{name}` (splits: {})", self.index.splits.keys().cloned().collect::<Vec<_>>().join(", ")),
-        })?;
+        let entry = self
+            .index
+            .splits
+            .get(name)
+            .ok_or_else(|| DataError::Shards {
+                path: self.dir.clone(),
+                reason: format!(
+                    "no split `{name}` (splits: {})",
+                    self.index
+                        .splits
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
         let width = self.index.dtype.bytes();
         let mut shards = Vec::with_capacity(entry.shards.len());
         let mut offsets = vec![0u64];
@@ -240,7 +287,9 @@ impl TokenShards {
             let docs = map(&docs_path)?;
             let token_bytes = tokens.as_ref().map_or(0, |m| m.len());
             let doc_bytes = docs.as_ref().map_or(0, |m| m.len());
-            if token_bytes as u64 != shard.tokens * width as u64 || doc_bytes as u64 != (shard.docs + 1) * 8 {
+            if token_bytes as u64 != shard.tokens * width as u64
+                || doc_bytes as u64 != (shard.docs + 1) * 8
+            {
                 return Err(DataError::Shards {
                     path: tokens_path,
                     reason: format!(
@@ -249,10 +298,20 @@ impl TokenShards {
                     ),
                 });
             }
-            shards.push(MappedShard { tokens, docs, len: shard.tokens, doc_count: shard.docs });
+            shards.push(MappedShard {
+                tokens,
+                docs,
+                len: shard.tokens,
+                doc_count: shard.docs,
+            });
             offsets.push(offsets.last().copied().unwrap_or(0) + shard.tokens);
         }
-        Ok(TokenSplit { dtype: self.index.dtype, shards, offsets, docs: entry.docs })
+        Ok(TokenSplit {
+            dtype: self.index.dtype,
+            shards,
+            offsets,
+            docs: entry.docs,
+        })
     }
 }
 
@@ -268,7 +327,9 @@ impl MappedShard {
     fn doc_start(&self, i: u64) -> u64 {
         let bytes = self.docs.as_deref().unwrap_or(&[]);
         let at = i as usize * 8;
-        bytes.get(at..at + 8).map_or(self.len, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        bytes.get(at..at + 8).map_or(self.len, |b| {
+            u64::from_le_bytes(b.try_into().expect("8 bytes"))
+        })
     }
 
     fn read(&self, dtype: TokenDtype, start: u64, out: &mut Vec<u32>, count: usize) {
@@ -276,8 +337,16 @@ impl MappedShard {
         let w = dtype.bytes();
         let slice = &bytes[start as usize * w..(start as usize + count) * w];
         match dtype {
-            TokenDtype::U16 => out.extend(slice.chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))),
-            TokenDtype::U32 => out.extend(slice.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            TokenDtype::U16 => out.extend(
+                slice
+                    .chunks_exact(2)
+                    .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))),
+            ),
+            TokenDtype::U32 => out.extend(
+                slice
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
         }
     }
 }
@@ -302,7 +371,9 @@ impl TokenSplit {
     }
 
     fn shard_of(&self, token: u64) -> usize {
-        self.offsets.partition_point(|&o| o <= token).saturating_sub(1)
+        self.offsets
+            .partition_point(|&o| o <= token)
+            .saturating_sub(1)
     }
 
     /// Appends `count` tokens from global offset `start` (clamped to the end of the split) to `out`.
@@ -335,7 +406,11 @@ impl TokenSplit {
             let (mut a, mut b) = (0u64, shard.doc_count);
             while a < b {
                 let mid = u64::midpoint(a, b);
-                if shard.doc_start(mid) < lo { a = mid + 1 } else { b = mid }
+                if shard.doc_start(mid) < lo {
+                    a = mid + 1
+                } else {
+                    b = mid
+                }
             }
             let mut i = a;
             while i < shard.doc_count {
@@ -366,7 +441,10 @@ impl TokenSplit {
 
     /// The split cut into sequences of `seq_len` inputs and their next-token targets.
     pub fn packed(&self, seq_len: usize) -> PackedSequences<'_> {
-        PackedSequences { split: self, seq_len: seq_len.max(1) }
+        PackedSequences {
+            split: self,
+            seq_len: seq_len.max(1),
+        }
     }
 }
 
@@ -456,7 +534,14 @@ mod tests {
     }
 
     fn docs() -> Vec<Vec<u32>> {
-        (0..20u32).map(|d| (0..(d % 7 + 1)).map(|t| d * 100 + t + 1).chain([0]).collect()).collect()
+        (0..20u32)
+            .map(|d| {
+                (0..(d % 7 + 1))
+                    .map(|t| d * 100 + t + 1)
+                    .chain([0])
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -467,7 +552,10 @@ mod tests {
             let split = shards.split("train").unwrap();
             assert!(shards.index().splits["train"].shards.len() > 2);
             assert_eq!(split.docs(), 20);
-            assert_eq!(split.tokens(), docs().iter().map(|d| d.len() as u64).sum::<u64>());
+            assert_eq!(
+                split.tokens(),
+                docs().iter().map(|d| d.len() as u64).sum::<u64>()
+            );
             for (i, d) in docs().iter().enumerate() {
                 assert_eq!(split.document(i as u64).as_ref(), Some(d));
             }
@@ -481,16 +569,23 @@ mod tests {
         let shards = write(dir.path(), TokenDtype::U16, &docs(), 9);
         let split = shards.split("train").unwrap();
         let stream: Vec<u32> = docs().concat();
-        let starts: Vec<usize> = docs().iter().scan(0, |at, d| {
-            let s = *at;
-            *at += d.len();
-            Some(s)
-        }).collect();
+        let starts: Vec<usize> = docs()
+            .iter()
+            .scan(0, |at, d| {
+                let s = *at;
+                *at += d.len();
+                Some(s)
+            })
+            .collect();
         let packed = split.packed(8);
         assert_eq!(packed.len(), (stream.len() - 1) / 8);
         for (i, seq) in packed.iter().enumerate() {
             assert_eq!(seq.tokens, stream[i * 8..=i * 8 + 8]);
-            let expected: Vec<u32> = starts.iter().filter(|&&s| s >= i * 8 && s <= i * 8 + 8).map(|&s| (s - i * 8) as u32).collect();
+            let expected: Vec<u32> = starts
+                .iter()
+                .filter(|&&s| s >= i * 8 && s <= i * 8 + 8)
+                .map(|&s| (s - i * 8) as u32)
+                .collect();
             assert_eq!(seq.doc_starts, expected, "sequence {i}");
             assert_eq!(seq.inputs().len(), 8);
             assert_eq!(seq.targets()[0], seq.tokens[1]);
@@ -503,10 +598,24 @@ mod tests {
         let shards = write(dir.path(), TokenDtype::U16, &docs(), 1000);
         let bin = dir.path().join("train-00000.bin");
         let len = std::fs::metadata(&bin).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&bin).unwrap().set_len(len - 2).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&bin)
+            .unwrap()
+            .set_len(len - 2)
+            .unwrap();
         let err = shards.split("train").unwrap_err().to_string();
-        assert!(err.contains("damaged") && err.contains("train-00000.bin"), "{err}");
-        assert!(shards.split("val").unwrap_err().to_string().contains("no split `val`"));
+        assert!(
+            err.contains("damaged") && err.contains("train-00000.bin"),
+            "{err}"
+        );
+        assert!(
+            shards
+                .split("val")
+                .unwrap_err()
+                .to_string()
+                .contains("no split `val`")
+        );
         let mut w = ShardWriter::new(dir.path(), "x", TokenDtype::U16, 10).unwrap();
         assert!(w.write_document(&[70_000]).is_err());
     }

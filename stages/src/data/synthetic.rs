@@ -18,7 +18,11 @@ pub enum SyntheticKind {
 }
 
 impl SyntheticKind {
-    pub const ALL: [SyntheticKind; 3] = [SyntheticKind::Stories, SyntheticKind::Arithmetic, SyntheticKind::WordProblems];
+    pub const ALL: [SyntheticKind; 3] = [
+        SyntheticKind::Stories,
+        SyntheticKind::Arithmetic,
+        SyntheticKind::WordProblems,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,7 +38,8 @@ impl SyntheticKind {
 
     /// Document `index` of this kind for `seed`.
     pub fn document(self, seed: u64, index: u64) -> Document {
-        let mut rng = Rng::new(mix64(seed ^ mix64(self as u64 + 1)) ^ mix64(index.wrapping_add(0x1234_5678)));
+        let mut rng =
+            Rng::new(mix64(seed ^ mix64(self as u64 + 1)) ^ mix64(index.wrapping_add(0x1234_5678)));
         let (text, answer) = match self {
             SyntheticKind::Stories => (story(&mut rng), None),
             SyntheticKind::Arithmetic => {
@@ -51,7 +56,11 @@ impl SyntheticKind {
         if let Some(a) = answer {
             meta.insert("answer".to_owned(), Value::from(a));
         }
-        Document { text, source: format!("synthetic:{}:{index}", self.name()), meta: Some(meta) }
+        Document {
+            text,
+            source: format!("synthetic:{}:{index}", self.name()),
+            meta: Some(meta),
+        }
     }
 }
 
@@ -83,29 +92,73 @@ impl Rng {
 }
 
 const NAMES: &[&str] = &[
-    "Lily", "Tom", "Mia", "Ben", "Zoe", "Max", "Anna", "Leo", "Sara", "Sam", "Ella", "Jack", "Nora", "Finn", "Ruby",
-    "Omar", "Ivy", "Theo", "Maya", "Hugo", "Lucy", "Ravi", "Chloe", "Kai",
+    "Lily", "Tom", "Mia", "Ben", "Zoe", "Max", "Anna", "Leo", "Sara", "Sam", "Ella", "Jack",
+    "Nora", "Finn", "Ruby", "Omar", "Ivy", "Theo", "Maya", "Hugo", "Lucy", "Ravi", "Chloe", "Kai",
 ];
 const ANIMALS: &[&str] = &[
-    "cat", "dog", "rabbit", "fox", "owl", "turtle", "duck", "bear", "mouse", "frog", "horse", "goat", "squirrel", "hedgehog",
+    "cat", "dog", "rabbit", "fox", "owl", "turtle", "duck", "bear", "mouse", "frog", "horse",
+    "goat", "squirrel", "hedgehog",
 ];
 const PLACES: &[&str] = &[
-    "the park", "the forest", "the beach", "the garden", "the old library", "the market", "the hill behind the school",
-    "the river bank", "the farm", "the little town", "the snowy mountain", "the busy harbour",
+    "the park",
+    "the forest",
+    "the beach",
+    "the garden",
+    "the old library",
+    "the market",
+    "the hill behind the school",
+    "the river bank",
+    "the farm",
+    "the little town",
+    "the snowy mountain",
+    "the busy harbour",
 ];
 const OBJECTS: &[&str] = &[
-    "a red ball", "a shiny key", "a small box", "a kite", "a map", "a blue hat", "a wooden boat", "a jar of honey",
-    "a lost letter", "a golden coin", "a paper star", "a music box", "a broken clock", "a basket of apples",
+    "a red ball",
+    "a shiny key",
+    "a small box",
+    "a kite",
+    "a map",
+    "a blue hat",
+    "a wooden boat",
+    "a jar of honey",
+    "a lost letter",
+    "a golden coin",
+    "a paper star",
+    "a music box",
+    "a broken clock",
+    "a basket of apples",
 ];
-const FEELINGS: &[&str] = &["happy", "sad", "curious", "scared", "excited", "tired", "proud", "worried", "surprised", "calm"];
+const FEELINGS: &[&str] = &[
+    "happy",
+    "sad",
+    "curious",
+    "scared",
+    "excited",
+    "tired",
+    "proud",
+    "worried",
+    "surprised",
+    "calm",
+];
 const WEATHER: &[&str] = &[
-    "The sun was warm.", "It was raining softly.", "A cold wind was blowing.", "The sky was full of clouds.",
-    "Snow covered everything.", "It was a quiet morning.", "The evening was golden and still.",
+    "The sun was warm.",
+    "It was raining softly.",
+    "A cold wind was blowing.",
+    "The sky was full of clouds.",
+    "Snow covered everything.",
+    "It was a quiet morning.",
+    "The evening was golden and still.",
 ];
 const LESSONS: &[&str] = &[
-    "It is good to share with friends.", "Asking for help is not a weakness.", "Being kind makes everyone happier.",
-    "Patience often pays off.", "Even small friends can do big things.", "Telling the truth is always best.",
-    "Trying again is how we learn.", "A good friend listens.",
+    "It is good to share with friends.",
+    "Asking for help is not a weakness.",
+    "Being kind makes everyone happier.",
+    "Patience often pays off.",
+    "Even small friends can do big things.",
+    "Telling the truth is always best.",
+    "Trying again is how we learn.",
+    "A good friend listens.",
 ];
 
 fn story(rng: &mut Rng) -> String {
@@ -138,15 +191,23 @@ fn story(rng: &mut Rng) -> String {
             0 => format!("{hero} felt {feeling} and looked around."),
             1 => format!("\"What should we do with the {object_bare}?\" asked {friend}."),
             2 => format!("The {animal} jumped and made a funny sound, and {hero} laughed."),
-            3 => format!("They walked for a long time until they reached {}.", rng.pick(PLACES)),
+            3 => format!(
+                "They walked for a long time until they reached {}.",
+                rng.pick(PLACES)
+            ),
             4 => format!("{friend} was {feeling}, so {hero} held {friend}'s hand."),
             _ => format!("{hero} thought about the {object_bare} for a while."),
         });
     }
     s.push(match rng.range(0, 2) {
-        0 => format!("In the end, {hero} gave the {object_bare} to {friend}, and both of them smiled."),
+        0 => format!(
+            "In the end, {hero} gave the {object_bare} to {friend}, and both of them smiled."
+        ),
         1 => format!("At last, the {animal} helped {hero} find the way home."),
-        _ => format!("When the day was over, {hero} and {friend} went home {}.", rng.pick(FEELINGS)),
+        _ => format!(
+            "When the day was over, {hero} and {friend} went home {}.",
+            rng.pick(FEELINGS)
+        ),
     });
     if rng.chance(60) {
         s.push(rng.pick(LESSONS).to_owned());
@@ -175,10 +236,18 @@ fn arithmetic(rng: &mut Rng) -> (String, i64) {
         }
     };
     let lead = rng.pick(&["What is", "Compute", "Calculate", "Work out"]);
-    (format!("Question: {lead} {question}?\nAnswer: {question} = {answer}. The answer is {answer}."), answer)
+    (
+        format!(
+            "Question: {lead} {question}?\nAnswer: {question} = {answer}. The answer is {answer}."
+        ),
+        answer,
+    )
 }
 
-const ITEMS: &[&str] = &["apples", "pencils", "stickers", "marbles", "cookies", "books", "stamps", "shells", "cards", "eggs"];
+const ITEMS: &[&str] = &[
+    "apples", "pencils", "stickers", "marbles", "cookies", "books", "stamps", "shells", "cards",
+    "eggs",
+];
 
 fn word_problem(rng: &mut Rng) -> (String, i64) {
     let name = rng.pick(NAMES);
@@ -188,15 +257,25 @@ fn word_problem(rng: &mut Rng) -> (String, i64) {
     let b = rng.range(2, 40);
     let (question, reasoning, answer) = match rng.range(0, 4) {
         0 => (
-            format!("{name} has {a} {item}. {name} buys {b} more. How many {item} does {name} have now?"),
-            format!("{name} starts with {a} {item} and buys {b} more, so {a} + {b} = {}.", a + b),
+            format!(
+                "{name} has {a} {item}. {name} buys {b} more. How many {item} does {name} have now?"
+            ),
+            format!(
+                "{name} starts with {a} {item} and buys {b} more, so {a} + {b} = {}.",
+                a + b
+            ),
             a + b,
         ),
         1 => {
             let (big, small) = (a.max(b) + 1, a.min(b));
             (
-                format!("{name} had {big} {item} and gave {small} of them to {friend}. How many {item} are left?"),
-                format!("{name} had {big} and gave away {small}, so {big} - {small} = {}.", big - small),
+                format!(
+                    "{name} had {big} {item} and gave {small} of them to {friend}. How many {item} are left?"
+                ),
+                format!(
+                    "{name} had {big} and gave away {small}, so {big} - {small} = {}.",
+                    big - small
+                ),
                 big - small,
             )
         }
@@ -204,8 +283,13 @@ fn word_problem(rng: &mut Rng) -> (String, i64) {
             let boxes = rng.range(2, 12);
             let per = rng.range(2, 25);
             (
-                format!("There are {boxes} boxes with {per} {item} in each box. How many {item} are there in all?"),
-                format!("{boxes} boxes of {per} {item} make {boxes} * {per} = {}.", boxes * per),
+                format!(
+                    "There are {boxes} boxes with {per} {item} in each box. How many {item} are there in all?"
+                ),
+                format!(
+                    "{boxes} boxes of {per} {item} make {boxes} * {per} = {}.",
+                    boxes * per
+                ),
                 boxes * per,
             )
         }
@@ -214,8 +298,12 @@ fn word_problem(rng: &mut Rng) -> (String, i64) {
             let each = rng.range(2, 15);
             let total = friends * each;
             (
-                format!("{name} shares {total} {item} equally among {friends} friends. How many {item} does each friend get?"),
-                format!("{total} {item} shared by {friends} friends is {total} / {friends} = {each} each."),
+                format!(
+                    "{name} shares {total} {item} equally among {friends} friends. How many {item} does each friend get?"
+                ),
+                format!(
+                    "{total} {item} shared by {friends} friends is {total} / {friends} = {each} each."
+                ),
                 each,
             )
         }
@@ -224,13 +312,23 @@ fn word_problem(rng: &mut Rng) -> (String, i64) {
             let count = rng.range(2, 10);
             let paid = price * count + rng.range(0, 50);
             (
-                format!("{name} buys {count} {item} at {price} dollars each and pays with {paid} dollars. How much change does {name} get?"),
-                format!("The {item} cost {count} * {price} = {} dollars, so the change is {paid} - {} = {}.", count * price, count * price, paid - count * price),
+                format!(
+                    "{name} buys {count} {item} at {price} dollars each and pays with {paid} dollars. How much change does {name} get?"
+                ),
+                format!(
+                    "The {item} cost {count} * {price} = {} dollars, so the change is {paid} - {} = {}.",
+                    count * price,
+                    count * price,
+                    paid - count * price
+                ),
                 paid - count * price,
             )
         }
     };
-    (format!("Question: {question}\nAnswer: {reasoning} The answer is {answer}."), answer)
+    (
+        format!("Question: {question}\nAnswer: {reasoning} The answer is {answer}."),
+        answer,
+    )
 }
 
 #[cfg(test)]
@@ -251,12 +349,23 @@ mod tests {
         for i in 0..500 {
             let doc = SyntheticKind::Arithmetic.document(1, i);
             let answer = doc.meta.as_ref().unwrap()["answer"].as_i64().unwrap();
-            let expr = doc.text.split("Answer: ").nth(1).unwrap().split(" = ").next().unwrap();
+            let expr = doc
+                .text
+                .split("Answer: ")
+                .nth(1)
+                .unwrap()
+                .split(" = ")
+                .next()
+                .unwrap();
             assert!(doc.text.contains(&format!("{expr}?")), "{}", doc.text);
             assert_eq!(eval(expr), answer, "{}", doc.text);
             let problem = SyntheticKind::WordProblems.document(1, i);
             let answer = problem.meta.as_ref().unwrap()["answer"].as_i64().unwrap();
-            assert!(problem.text.ends_with(&format!("The answer is {answer}.")), "{}", problem.text);
+            assert!(
+                problem.text.ends_with(&format!("The answer is {answer}.")),
+                "{}",
+                problem.text
+            );
             assert!(answer >= 0);
         }
     }
@@ -283,9 +392,15 @@ mod tests {
 
     #[test]
     fn stories_are_varied_prose() {
-        let texts: std::collections::HashSet<String> = (0..1000).map(|i| SyntheticKind::Stories.document(5, i).text).collect();
+        let texts: std::collections::HashSet<String> = (0..1000)
+            .map(|i| SyntheticKind::Stories.document(5, i).text)
+            .collect();
         assert!(texts.len() > 990, "only {} distinct stories", texts.len());
-        let words = texts.iter().map(|t| t.split_whitespace().count()).min().unwrap();
+        let words = texts
+            .iter()
+            .map(|t| t.split_whitespace().count())
+            .min()
+            .unwrap();
         assert!(words >= 20, "a story of {words} words");
     }
 }

@@ -3,9 +3,11 @@
 
 mod command;
 pub mod data;
+mod filter;
 mod source;
 
 pub use command::Command;
+pub use filter::{Filter, FilterParams, FilterStats};
 pub use source::{Source, SourceParams};
 use yiflow_engine::Registry;
 
@@ -14,5 +16,6 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(Command);
     registry.register(Source);
+    registry.register(Filter);
     registry
 }

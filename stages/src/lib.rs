@@ -1,11 +1,13 @@
 //! yiflow's stage kinds, one file per kind. Parameters are decoded torch-free; the tensor work of the
 //! ML kinds sits behind the `torch` feature, which only the worker binary enables.
 
+mod bpe;
 mod command;
 pub mod data;
 mod filter;
 mod source;
 
+pub use bpe::{BOS, Bpe, BpeParams, EOS, PAD, SPECIAL_TOKENS, TOKENIZER_FILE};
 pub use command::Command;
 pub use filter::{Filter, FilterParams, FilterStats};
 pub use source::{Source, SourceParams};
@@ -17,5 +19,6 @@ pub fn registry() -> Registry {
     registry.register(Command);
     registry.register(Source);
     registry.register(Filter);
+    registry.register(Bpe);
     registry
 }

@@ -6,11 +6,13 @@ mod command;
 pub mod data;
 mod filter;
 mod source;
+mod tokenize;
 
 pub use bpe::{BOS, Bpe, BpeParams, EOS, PAD, SPECIAL_TOKENS, TOKENIZER_FILE};
 pub use command::Command;
 pub use filter::{Filter, FilterParams, FilterStats};
 pub use source::{Source, SourceParams};
+pub use tokenize::{Tokenize, TokenizeParams, tokenize};
 use yiflow_engine::Registry;
 
 /// Every stage kind yiflow knows.
@@ -20,5 +22,6 @@ pub fn registry() -> Registry {
     registry.register(Source);
     registry.register(Filter);
     registry.register(Bpe);
+    registry.register(Tokenize);
     registry
 }

@@ -603,7 +603,7 @@ mod tests {
         assert_eq!(eos.get_ids().last(), Some(&2));
     }
 
-    /// The Python interpreter with `tokenizers`: $YIFLOW_PYTHON, bench/.venv (bench/data/setup.sh), python3.
+    /// The Python interpreter with `tokenizers`: $`YIFLOW_PYTHON`, bench/.venv (bench/data/setup.sh), python3.
     fn python_with_tokenizers() -> Option<PathBuf> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()

@@ -29,7 +29,7 @@
 //! covered by the stage's `files` (e.g. `files "evals"`), so that editing them reruns the stage.
 //!
 //! Rules run in this order, and a removed document counts against the first rule it breaks: quality,
-//! repetition, blocklist, decontaminate, redact, exact dedup, MinHash dedup. Dedup keeps the first of
+//! repetition, blocklist, decontaminate, redact, exact dedup, `MinHash` dedup. Dedup keeps the first of
 //! each group in input order, so the result does not depend on the number of threads. Artifact:
 //! `documents/` with the kept (redacted) documents and `stats.json`.
 
@@ -213,7 +213,7 @@ fn fraction_prop(node: &KdlNode, name: &str, sink: &mut Sink) -> Option<f64> {
     }
 }
 
-fn keywords<'a>(node: &KdlNode, allowed: &[&'a str], sink: &mut Sink) -> Vec<Spanned<String>> {
+fn keywords(node: &KdlNode, allowed: &[&str], sink: &mut Sink) -> Vec<Spanned<String>> {
     let mut out = Vec::new();
     for word in node.args::<String>(sink) {
         if allowed.contains(&word.value.as_str()) {

@@ -344,10 +344,10 @@ pub fn run(params: &SourceParams, recipe_dir: &Path, out: &Path) -> Result<Sourc
                         match text {
                             Ok(text) if text.trim().is_empty() => {}
                             Ok(text) => {
-                                sink.keep(&Document::new(text, format!("{name}:{number}")))?
+                                sink.keep(&Document::new(text, format!("{name}:{number}")))?;
                             }
                             Err(reason) => {
-                                sink.bad(&file, &name, number, format!("row {number}: {reason}"))?
+                                sink.bad(&file, &name, number, &format!("row {number}: {reason}"))?;
                             }
                         }
                     }
@@ -419,7 +419,7 @@ impl DocSink<'_> {
         Ok(())
     }
 
-    fn bad(&mut self, path: &Path, name: &str, line: u64, reason: String) -> Result<(), DataError> {
+    fn bad(&mut self, path: &Path, name: &str, line: u64, reason: &str) -> Result<(), DataError> {
         if self.on_error == OnError::Fail {
             return Err(DataError::Malformed {
                 path: path.to_path_buf(),
@@ -492,7 +492,7 @@ fn read_jsonl(
             match result {
                 Ok(Some(text)) => sink.keep(&Document::new(text, format!("{name}:{number}")))?,
                 Ok(None) => {}
-                Err(reason) => sink.bad(path, name, number, reason)?,
+                Err(reason) => sink.bad(path, name, number, &reason)?,
             }
         }
     }
@@ -522,14 +522,14 @@ fn read_text(
     };
     while let Some(line) = reader.next_line()? {
         match line {
-            Line::Bad { number, reason } => sink.bad(path, name, number, reason)?,
+            Line::Bad { number, reason } => sink.bad(path, name, number, &reason)?,
             Line::Text { number, text } => match split {
                 TextSplit::Line => {
                     doc.push_str(&text);
                     flush(&mut doc, number, sink)?;
                 }
                 TextSplit::Paragraph if text.trim().is_empty() => {
-                    flush(&mut doc, first_line, sink)?
+                    flush(&mut doc, first_line, sink)?;
                 }
                 TextSplit::Paragraph | TextSplit::File => {
                     if doc.is_empty() {
@@ -544,7 +544,7 @@ fn read_text(
                             path,
                             name,
                             number,
-                            format!("document is longer than {MAX_LINE_BYTES} bytes"),
+                            &format!("document is longer than {MAX_LINE_BYTES} bytes"),
                         )?;
                     }
                 }

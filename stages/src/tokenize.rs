@@ -97,15 +97,15 @@ impl Stage for Tokenize {
             .map(|i| cx.recipe.stage(&i.value).map(|s| s.kind.value.as_str()))
             .collect();
         // A `command` stage (or an unknown name, reported by the engine) may be either.
-        let open = |k: &Option<&str>| k.is_none_or(|k| k == "command");
-        if !kinds.iter().any(|k| open(k) || *k == Some("bpe")) {
+        let open = |k: Option<&str>| k.is_none_or(|k| k == "command");
+        if !kinds.iter().any(|&k| open(k) || k == Some("bpe")) {
             sink.push(RecipeError::MissingValue {
                 what: format!("the tokenizer of tokenize stage `{}`", stage.name.value),
                 span: stage.name.span,
                 help: "add the `bpe` stage to its `input`, e.g. `input clean tokenizer`".to_owned(),
             });
         }
-        if !kinds.iter().any(|k| open(k) || *k != Some("bpe")) {
+        if !kinds.iter().any(|&k| open(k) || k != Some("bpe")) {
             sink.push(RecipeError::MissingValue {
                 what: format!("the documents of tokenize stage `{}`", stage.name.value),
                 span: stage.name.span,

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::data::{DataError, HashMap64, Line, LineReader, ngram_hashes, normalized_word_hashes};
+use crate::data::{
+    DataError, HashMap64, Line, LineReader, is_jsonl_name, ngram_hashes, normalized_word_hashes,
+};
 
 /// The n-grams of a set of eval files.
 pub struct Decontaminator {
@@ -39,7 +41,7 @@ impl Decontaminator {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut reader = LineReader::open(path, 1 << 30)?;
-        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+        if is_jsonl_name(&name) {
             while let Some(line) = reader.next_line()? {
                 let (number, text) = match line {
                     Line::Text { number, text } => (number, text),

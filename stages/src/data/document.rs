@@ -189,11 +189,18 @@ fn list_jsonl(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if path.is_file() && (name.ends_with(".jsonl") || name.ends_with(".jsonl.gz")) {
+        if path.is_file() && is_jsonl_name(&name) {
             files.push(path);
         }
     }
     Ok(files)
+}
+
+/// True for `*.jsonl` and `*.jsonl.gz` names, in any case.
+pub fn is_jsonl_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let stem = lower.strip_suffix(".gz").unwrap_or(&lower);
+    Path::new(stem).extension().is_some_and(|e| e == "jsonl")
 }
 
 /// One raw line of a document file, with where it came from.

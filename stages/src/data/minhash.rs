@@ -1,4 +1,4 @@
-//! MinHash near-duplicate detection (Broder 1997) with LSH banding: documents whose word-shingle sets
+//! `MinHash` near-duplicate detection (Broder 1997) with LSH banding: documents whose word-shingle sets
 //! have a Jaccard similarity above a threshold share, with high probability, at least one band of their
 //! signatures. Bands and rows are chosen for the threshold the way datasketch does (minimising the
 //! equally weighted false-positive and false-negative areas).
@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::data::{HashSet64, mix64, ngram_hashes, sequence_hash};
 
-/// MinHash settings.
+/// `MinHash` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MinHashParams {
     /// Jaccard similarity above which two documents count as near-duplicates.
@@ -77,7 +77,7 @@ pub struct MinHashDedup {
 
 impl MinHashDedup {
     pub fn new(params: MinHashParams, seed: u64) -> Self {
-        let mut state = mix64(seed ^ 0x5eed_0f_4d1f);
+        let mut state = mix64(seed ^ 0x5eed_0f4d);
         let mut next = || {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             mix64(state)
@@ -168,14 +168,16 @@ mod tests {
 
     #[test]
     fn near_duplicates_are_caught_and_different_texts_are_not() {
-        let base: String = (0..300)
-            .map(|i| format!("word{} ", (i * 7919) % 1000))
-            .collect();
+        let base = (0..300)
+            .map(|i| format!("word{}", (i * 7919) % 1000))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut near = base.clone();
-        near.push_str("one small change at the end");
-        let other: String = (0..300)
-            .map(|i| format!("token{} ", (i * 104_729) % 997))
-            .collect();
+        near.push_str(" one small change at the end");
+        let other = (0..300)
+            .map(|i| format!("token{}", (i * 104_729) % 997))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut dedup = MinHashDedup::new(MinHashParams::new(0.8, 5, 128), 1);
         let (s1, s2, s3) = (
             dedup.signature(&words(&base)),

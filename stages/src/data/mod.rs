@@ -1,5 +1,5 @@
 //! The pieces the data stage kinds share: the document format between stages, line and Parquet
-//! readers, the synthetic corpus, the filter rules (quality, repetition, MinHash, PII, blocklist,
+//! readers, the synthetic corpus, the filter rules (quality, repetition, `MinHash`, PII, blocklist,
 //! decontamination) and the binary token shards the trainer reads through memory mapping.
 
 mod blocklist;
@@ -28,7 +28,7 @@ pub use declared_files::{check as check_declared_files, expand as expand_glob};
 pub use decontam::Decontaminator;
 pub use document::{
     DOCUMENTS_DIR, Document, DocumentBatches, DocumentFiles, DocumentWriter, MAX_LINE_BYTES,
-    RawLine, WrittenDocuments,
+    RawLine, WrittenDocuments, is_jsonl_name,
 };
 pub use error::DataError;
 pub use hashing::{HashMap64, HashSet64, IdentityHasher, mix64, ngram_hashes, sequence_hash};

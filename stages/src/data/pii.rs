@@ -247,7 +247,7 @@ pub fn luhn(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn is_phone(text: &str, start: usize, end: usize) -> bool {

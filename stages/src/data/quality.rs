@@ -82,10 +82,11 @@ impl QualityRules {
             symbols += word.matches('#').count() as u64
                 + word.matches("...").count() as u64
                 + word.matches('…').count() as u64;
-            if self.stop_words.is_some() && word.len() <= 4 {
-                if let Some(i) = STOP_WORDS.iter().position(|s| s.eq_ignore_ascii_case(word)) {
-                    stop_seen[i] = true;
-                }
+            if self.stop_words.is_some()
+                && word.len() <= 4
+                && let Some(i) = STOP_WORDS.iter().position(|s| s.eq_ignore_ascii_case(word))
+            {
+                stop_seen[i] = true;
             }
         }
         if let Some(min) = self.min_words

@@ -407,9 +407,9 @@ impl TokenSplit {
             while a < b {
                 let mid = u64::midpoint(a, b);
                 if shard.doc_start(mid) < lo {
-                    a = mid + 1
+                    a = mid + 1;
                 } else {
-                    b = mid
+                    b = mid;
                 }
             }
             let mut i = a;
@@ -535,12 +535,7 @@ mod tests {
 
     fn docs() -> Vec<Vec<u32>> {
         (0..20u32)
-            .map(|d| {
-                (0..(d % 7 + 1))
-                    .map(|t| d * 100 + t + 1)
-                    .chain([0])
-                    .collect()
-            })
+            .map(|d| (0..=(d % 7)).map(|t| d * 100 + t + 1).chain([0]).collect())
             .collect()
     }
 

@@ -64,7 +64,7 @@ impl SyntheticKind {
     }
 }
 
-/// SplitMix64: tiny, fast and the same on every platform and version.
+/// `SplitMix64`: tiny, fast and the same on every platform and version.
 pub struct Rng(u64);
 
 impl Rng {

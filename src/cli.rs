@@ -95,13 +95,9 @@ pub enum Command {
     /// Run one stage of a torch-free kind in this process (started by `yiflow run`).
     #[command(hide = true)]
     ExecStage,
-    /// Run a stage's process in its own process group and stop the group when the engine goes away.
+    /// Stop the stage processes of an engine that went away (started by `yiflow run`).
     #[command(hide = true)]
-    Supervise {
-        /// The program and its arguments.
-        #[arg(trailing_var_arg = true, required = true)]
-        command: Vec<String>,
-    },
+    Reap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,8 +8,8 @@ use miette::Report;
 use tokio_util::sync::CancellationToken;
 use yiflow_dsl::did_you_mean;
 use yiflow_engine::{
-    Access, DevicePool, NamedOptions, Plan, Programs, Reporter, RunState, Scheduler, StageIo,
-    Status, Workspace, assess, format_duration, load_plan,
+    Access, DevicePool, NamedOptions, Plan, Programs, Receipt, Reporter, RunState, Scheduler,
+    StageIo, Status, Workspace, assess, format_duration, load_plan, receipt_key,
 };
 
 use crate::cli::{Command, GraphFormat, PlanFormat};
@@ -47,7 +47,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Status { recipe } => status(&recipe),
         Command::Log { recipe, stage } => log(&recipe, &stage),
         Command::Gc { recipe, dry_run } => gc(&recipe, dry_run),
-        Command::ExecStage | Command::Supervise { .. } => unreachable!("handled in main"),
+        Command::ExecStage | Command::Reap => unreachable!("handled in main"),
     }
 }
 
@@ -152,7 +152,47 @@ fn names_to_check(plan: &Plan, names: &[String], flag: &str) -> Result<(), i32> 
     Ok(())
 }
 
+/// The no-op fast path: true (after reporting) when the recipe's receipt shows nothing can need to run.
+fn nothing_to_run(path: &Path, key: &str, command: &str) -> bool {
+    let started = std::time::Instant::now();
+    let Ok(absolute) = std::path::absolute(path) else {
+        return false;
+    };
+    let Some(receipt) = Receipt::load(&absolute, key) else {
+        return false;
+    };
+    let Ok(ws) = Workspace::open(&receipt.workspace, Access::Write, command) else {
+        return false;
+    };
+    if !receipt.still_holds(&ws) {
+        return false;
+    }
+    let reporter = Reporter::new();
+    if let Some(stale) = ws.took_over() {
+        reporter.warn(&format!(
+            "took over the workspace lock left by pid {} ({}), which is no longer running",
+            stale.pid, stale.command
+        ));
+    }
+    for stage in &receipt.stages {
+        reporter.cached(&stage.name);
+    }
+    reporter.line(&format!(
+        "0 ran, {} cached in {}",
+        receipt.stages.len(),
+        format_duration(started.elapsed())
+    ));
+    true
+}
+
 fn run(path: &Path, opts: NamedOptions, watch: bool) -> i32 {
+    let command = format!("yiflow run {}", path.display());
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let key = receipt_key(&text, &yiflow_stages::registry());
+    let whole = !watch && opts.only.is_empty() && opts.force.is_empty();
+    if whole && nothing_to_run(path, &key, &command) {
+        return OK;
+    }
     let plan = match load(path) {
         Ok(p) => Arc::new(p),
         Err(code) => return code,
@@ -216,6 +256,7 @@ fn run(path: &Path, opts: NamedOptions, watch: bool) -> i32 {
                 return INVALID;
             }
         };
+        let ws_for_receipt = ws.clone();
         let scheduler = match Scheduler::new(plan.clone(), ws, programs, reporter.clone(), pool, opts.resolve(&plan)) {
             Ok(s) => s,
             Err(e) => {
@@ -225,6 +266,12 @@ fn run(path: &Path, opts: NamedOptions, watch: bool) -> i32 {
         };
         let (_control, control_rx) = tokio::sync::mpsc::unbounded_channel();
         let summary = scheduler.run(cancel, control_rx).await;
+        if whole && summary.exit_code() == OK
+            && let (Ok(absolute), Some(receipt)) =
+                (std::path::absolute(path), Receipt::of_run(&plan, &ws_for_receipt, key))
+        {
+            receipt.save(&absolute);
+        }
         reporter.line(&summary.line());
         for failure in &summary.failed {
             let log = failure.log.as_deref().map(|l| format!(" (log: {l})")).unwrap_or_default();

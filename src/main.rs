@@ -13,9 +13,9 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The supervisor and in-process stages must stay lean: no logging set-up, no runtime.
+    // The reaper and in-process stages must stay lean: no logging set-up, no runtime.
     match cli.command {
-        Command::Supervise { command } => return exit(yiflow_engine::supervise(&command)),
+        Command::Reap => return exit(yiflow_engine::reap()),
         Command::ExecStage => return exit(commands::exec_stage()),
         _ => {}
     }

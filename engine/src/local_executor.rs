@@ -1,14 +1,17 @@
-//! Runs a stage's process on this machine, under the supervisor (`yiflow supervise`), with its output
-//! going to the stage's log file.
+//! Runs a stage's process on this machine, in a process group of its own registered with the reaper
+//! (see [`crate::reaper`]), with its output going to the stage's log file.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use std::os::unix::process::ExitStatusExt;
+
+use rustix::process::Signal;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use yiflow_dsl::ExecutorDecl;
 
-use crate::Launch;
+use crate::{Launch, reaper};
 
 /// Everything needed to start one stage process.
 #[derive(Debug, Clone)]
@@ -36,7 +39,7 @@ pub enum ExitOutcome {
 /// The programs stage processes are started with.
 #[derive(Debug, Clone)]
 pub struct Programs {
-    /// The `yiflow` binary (supervisor and torch-free kinds).
+    /// The `yiflow` binary (torch-free kinds).
     pub yiflow: PathBuf,
     /// The `yiflow-worker` binary (`LibTorch` kinds).
     pub worker: PathBuf,
@@ -63,9 +66,9 @@ impl Programs {
     }
 }
 
-/// Runs `spec` locally until it ends or `cancel` fires (then the supervisor stops its process group).
+/// Runs `spec` locally until it ends or `cancel` fires (then its whole process group is stopped).
 pub async fn run_local(
-    programs: &Programs,
+    _programs: &Programs,
     spec: &ProcessSpec,
     cancel: &CancellationToken,
 ) -> std::io::Result<ExitOutcome> {
@@ -86,43 +89,56 @@ pub async fn run_local(
         .create(true)
         .append(true)
         .open(&spec.log)?;
-    let mut command = Command::new(&programs.yiflow);
+    let mut command = Command::new(&spec.program);
     command
-        .arg("supervise")
-        .arg("--")
-        .arg(&spec.program)
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
+        .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        // Its own group, so a Ctrl-C in the terminal reaches the engine only; the engine stops stages.
+        // Its own group, so a Ctrl-C in the terminal reaches the engine only, and the stage and
+        // everything it starts can be stopped together.
         .process_group(0)
         .kill_on_drop(false);
     let mut child = command.spawn()?;
-    let stdin = child.stdin.take();
+    let pid = child.id().expect("a just-spawned child has a pid");
+    reaper::watch_group(pid);
     let status = tokio::select! {
-        status = child.wait() => status?,
+        status = child.wait() => status,
         () = cancel.cancelled() => {
-            drop(stdin);
-            child.wait().await?;
+            reaper::signal_group(pid, Signal::TERM);
+            if tokio::time::timeout(reaper::GRACE, child.wait()).await.is_err() {
+                reaper::signal_group(pid, Signal::KILL);
+                child.wait().await?;
+            }
+            reaper::signal_group(pid, Signal::KILL);
+            reaper::forget_group(pid);
             return Ok(ExitOutcome::Cancelled);
         }
     };
-    drop(stdin);
-    Ok(match status.code() {
-        Some(0) => ExitOutcome::Success,
-        Some(code) if code > 128 => ExitOutcome::Failed {
-            detail: format!("killed by signal {}", code - 128),
-            retry: false,
-        },
-        Some(code) => ExitOutcome::Failed {
+    // Whatever the stage left running in its group does not outlive it.
+    reaper::signal_group(pid, Signal::KILL);
+    reaper::forget_group(pid);
+    let status = status?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) => ExitOutcome::Success,
+        (Some(code), _) => ExitOutcome::Failed {
             detail: format!("exit code {code}"),
             retry: false,
         },
-        None => ExitOutcome::Failed {
-            detail: "the supervisor was killed".into(),
+        (None, Some(signal)) => {
+            append(
+                &spec.log,
+                &format!("yiflow: stage process killed by signal {signal}\n"),
+            )?;
+            ExitOutcome::Failed {
+                detail: format!("killed by signal {signal}"),
+                retry: false,
+            }
+        }
+        (None, None) => ExitOutcome::Failed {
+            detail: "ended without a status".into(),
             retry: false,
         },
     })

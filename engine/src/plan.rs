@@ -247,17 +247,8 @@ fn resolve_files(recipe: &Recipe, decl: &StageDecl, sink: &mut Sink) -> Vec<Path
     let dir = recipe.dir.as_path();
     let mut files = BTreeSet::new();
     for pattern in &decl.files {
-        let full = if Path::new(&pattern.value).is_absolute() {
-            pattern.value.clone()
-        } else {
-            format!(
-                "{}/{}",
-                glob::Pattern::escape(&dir.to_string_lossy()),
-                pattern.value
-            )
-        };
-        let matches = match glob::glob(&full) {
-            Ok(paths) => paths.filter_map(Result::ok).collect::<Vec<_>>(),
+        let matches = match expand_glob(dir, &pattern.value) {
+            Ok(found) => found,
             Err(e) => {
                 sink.push(RecipeError::InvalidValue {
                     message: format!("`{}` is not a valid glob: {}", pattern.value, e.msg),
@@ -270,9 +261,7 @@ fn resolve_files(recipe: &Recipe, decl: &StageDecl, sink: &mut Sink) -> Vec<Path
             }
         };
         let before = files.len();
-        for path in matches {
-            collect_files(&path, &mut files);
-        }
+        files.extend(matches);
         if files.len() == before && !matches_existing(&files, dir, &pattern.value) {
             sink.push(RecipeError::GlobNoMatch {
                 pattern: pattern.value.clone(),
@@ -285,6 +274,28 @@ fn resolve_files(recipe: &Recipe, decl: &StageDecl, sink: &mut Sink) -> Vec<Path
         .into_iter()
         .map(|p| p.strip_prefix(dir).map(Path::to_path_buf).unwrap_or(p))
         .collect()
+}
+
+/// The files a `files` pattern stands for (absolute paths): what the glob matches, with folders
+/// expanded to every file below them.
+pub(crate) fn expand_glob(
+    dir: &Path,
+    pattern: &str,
+) -> Result<BTreeSet<PathBuf>, glob::PatternError> {
+    let full = if Path::new(pattern).is_absolute() {
+        pattern.to_owned()
+    } else {
+        format!(
+            "{}/{}",
+            glob::Pattern::escape(&dir.to_string_lossy()),
+            pattern
+        )
+    };
+    let mut files = BTreeSet::new();
+    for path in glob::glob(&full)?.filter_map(Result::ok) {
+        collect_files(&path, &mut files);
+    }
+    Ok(files)
 }
 
 /// Says where a pattern that matched nothing was looked for, naming the recipe's folder as the user

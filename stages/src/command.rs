@@ -45,7 +45,13 @@ impl Stage for Command {
                     run = node.arg::<String>(0, sink);
                 }
                 "env" => {
-                    node.check_entries(0, &[], sink);
+                    // Every property is a variable; only positional values are out of place.
+                    let names: Vec<&str> = node
+                        .entries()
+                        .iter()
+                        .filter_map(|e| e.name().map(|n| n.value()))
+                        .collect();
+                    node.check_entries(0, &names, sink);
                     for entry in node.entries() {
                         let Some(key) = entry.name() else { continue };
                         match entry.value().as_string() {

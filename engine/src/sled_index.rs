@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 use crate::{FileStamp, Index, Manifest, StageRecord, StoreError};
 
@@ -62,7 +62,13 @@ impl SledIndex {
         let db = loop {
             match sled::Config::new().path(dir).open() {
                 Ok(db) => break db,
-                Err(e) if is_lock_busy(&e) && Instant::now() < deadline => {
+                Err(e) if is_lock_busy(&e) => {
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::IndexBusy {
+                            path: dir.to_path_buf(),
+                            waited_s: patience.as_secs(),
+                        });
+                    }
                     std::thread::sleep(Duration::from_millis(25));
                 }
                 Err(e) => return Err(StoreError::sled(dir, e)),
@@ -76,13 +82,15 @@ impl SledIndex {
             stages: tree("stages")?,
             files: tree("files")?,
             db,
-            state: Mutex::new(WriterState::default()),
+            // Snapshot soon after opening, in the background: there may be none yet, or the last
+            // holder was killed before its latest writes reached it.
+            state: Mutex::new(WriterState {
+                dirty: true,
+                stop: false,
+            }),
             wake: Condvar::new(),
             writing: Mutex::new(()),
         });
-        // Written at once: there may be none yet, or the last holder was killed before its latest
-        // writes reached the snapshot.
-        shared.write_snapshot()?;
         let writer = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -170,7 +178,7 @@ fn describe(what: &str, key: &[u8]) -> String {
 
 /// Whether opening failed because another process has the database open.
 pub(crate) fn is_busy(error: &StoreError) -> bool {
-    matches!(error, StoreError::Sled { source, .. } if is_lock_busy(source))
+    matches!(error, StoreError::IndexBusy { .. })
 }
 
 /// sled reports a database that another process has open as an `Other` I/O error.
@@ -336,15 +344,12 @@ impl Shared {
             let mut first = true;
             for item in tree {
                 let (key, value) = item.map_err(|e| StoreError::sled(&self.dir, e))?;
-                // Values are our own JSON; splice them in as they are, skipping a record that no
-                // longer parses (the live index reports it) and keys that are not UTF-8 paths (their
-                // files are simply hashed again by a reader).
+                // Values are our own JSON (serde_json wrote them, sled checksums them): spliced in as
+                // they are. A key that is not UTF-8 (a file path) is left out; a reader just hashes
+                // that file again.
                 let Ok(key) = std::str::from_utf8(&key) else {
                     continue;
                 };
-                if serde_json::from_slice::<IgnoredAny>(&value).is_err() {
-                    continue;
-                }
                 if !first {
                     out.push(b',');
                 }
@@ -464,7 +469,6 @@ pub(crate) mod tests {
         let index = SledIndex::open(&dir).unwrap();
         let snapshot = ws.path().join("index.snapshot.json");
         assert_eq!(SledIndex::snapshot_path(&dir), snapshot);
-        assert!(snapshot.exists(), "a snapshot is written on open");
         index.put_manifest(&manifest("fp1", "c1")).unwrap();
         index
             .put_stage_record(&record("r", "a", RunState::Running))
@@ -520,8 +524,11 @@ pub(crate) mod tests {
         let dir = ws.path().join("index");
         let held = test_child::spawn("sled_index::tests::child_holds_index", &dir);
 
-        let busy = SledIndex::open_within(&dir, Duration::ZERO);
-        assert!(busy.is_err(), "sled admits one process at a time");
+        let busy = SledIndex::open_within(&dir, Duration::ZERO).err();
+        assert!(
+            matches!(busy, Some(StoreError::IndexBusy { .. })),
+            "sled admits one process at a time"
+        );
         let view = SnapshotIndex::open(&SledIndex::snapshot_path(&dir)).unwrap();
         assert_eq!(
             view.manifest("from-child").unwrap(),
@@ -551,9 +558,6 @@ pub(crate) mod tests {
         let error = index.manifest("bad").unwrap_err();
         assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
         assert!(error.to_string().contains("manifest `bad`"), "{error}");
-        // The snapshot leaves the bad record out rather than becoming unreadable.
-        index.flush().unwrap();
-        let view = SnapshotIndex::open(&SledIndex::snapshot_path(&dir)).unwrap();
-        assert_eq!(view.manifest("bad").unwrap(), None);
+        assert!(index.manifests().is_err(), "listing reports it too");
     }
 }

@@ -74,6 +74,9 @@ impl SledIndex {
                 Err(e) => return Err(StoreError::sled(dir, e)),
             }
         };
+        // Holding the database, this process is the only snapshot writer: any temporary snapshot
+        // is a leftover of a killed one.
+        remove_snapshot_leftovers(&snapshot_path(dir));
         let tree = |name: &str| db.open_tree(name).map_err(|e| StoreError::sled(dir, e));
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -167,6 +170,28 @@ pub(crate) fn stage_key(recipe: &str, stage: &str) -> String {
 fn snapshot_path(dir: &Path) -> PathBuf {
     let parent = dir.parent().unwrap_or(Path::new("."));
     parent.join("index.snapshot.json")
+}
+
+/// The snapshot's temporary file for this process.
+fn snapshot_tmp(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(format!(".tmp-{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+fn remove_snapshot_leftovers(snapshot: &Path) {
+    let (Some(parent), Some(name)) = (snapshot.parent(), snapshot.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn describe(what: &str, key: &[u8]) -> String {
@@ -362,9 +387,7 @@ impl Shared {
         }
         out.extend_from_slice(b"}\n");
 
-        let tmp = self
-            .snapshot
-            .with_extension(format!("json.tmp-{}", std::process::id()));
+        let tmp = snapshot_tmp(&self.snapshot);
         fs::write(&tmp, &out).map_err(|e| StoreError::io("write", &tmp, e))?;
         fs::rename(&tmp, &self.snapshot).map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -466,6 +489,8 @@ pub(crate) mod tests {
     fn the_snapshot_mirrors_the_index_after_flush_and_drop() {
         let ws = tempfile::tempdir().unwrap();
         let dir = ws.path().join("index");
+        // What a process killed while writing a snapshot leaves.
+        fs::write(ws.path().join("index.snapshot.json.tmp-99999"), "{\"form").unwrap();
         let index = SledIndex::open(&dir).unwrap();
         let snapshot = ws.path().join("index.snapshot.json");
         assert_eq!(SledIndex::snapshot_path(&dir), snapshot);

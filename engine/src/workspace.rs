@@ -245,6 +245,12 @@ mod tests {
     use crate::{FileHasher, Manifest, RunState};
 
     #[test]
+    fn a_workspace_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Workspace>();
+    }
+
+    #[test]
     fn writing_creates_the_layout_and_clears_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join(".yiflow");

@@ -1,8 +1,10 @@
 //! Every mistake a user can make in a recipe, as a miette diagnostic with a code, a labelled span and a
 //! help line, and the report that gathers all of a file's mistakes.
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, SourceSpan};
 use thiserror::Error;
+
+use crate::RecipeSource;
 
 /// One problem in a recipe file.
 #[derive(Debug, Error, Diagnostic)]
@@ -27,12 +29,12 @@ pub enum RecipeError {
         help: String,
     },
 
-    #[error("stage `{stage}` takes input from `{input}`, which is not a stage of this recipe")]
+    #[error("stage `{stage}` reads `{input}`, which is not a stage of this recipe")]
     #[diagnostic(code(yiflow::recipe::unknown_input), help("{help}"))]
     UnknownInput {
         stage: String,
         input: String,
-        #[label("unknown stage")]
+        #[label("no stage has this name")]
         span: SourceSpan,
         help: String,
     },
@@ -44,21 +46,48 @@ pub enum RecipeError {
     )]
     DuplicateStage {
         name: String,
-        #[label("defined again here")]
+        #[label(primary, "defined again here")]
         span: SourceSpan,
         #[label("first defined here")]
         first: SourceSpan,
     },
 
-    #[error("stages depend on each other in a cycle: {cycle}")]
+    /// `cycle` reads `a -> b -> c -> a`, each stage followed by one that reads it.
+    #[error("stages read each other in a cycle: {cycle}")]
     #[diagnostic(
         code(yiflow::recipe::cycle),
-        help("a stage cannot (even indirectly) take its own output as input: remove one `input` of the cycle")
+        help(
+            "each stage reads the one before it, so none of them can run first: remove one of the inputs labelled above"
+        )
     )]
     Cycle {
         cycle: String,
         #[label(collection)]
         spans: Vec<LabeledSpan>,
+    },
+
+    #[error("stage `{name}` reads its own output")]
+    #[diagnostic(
+        code(yiflow::recipe::cycle),
+        help("a stage cannot run before itself: remove `{name}` from its `input` line")
+    )]
+    SelfCycle {
+        name: String,
+        #[label("`{name}` is an input of itself")]
+        span: SourceSpan,
+    },
+
+    /// A setting that takes one value, written twice in the same block.
+    #[error("`{setting}` is set twice in {context}")]
+    #[diagnostic(code(yiflow::recipe::duplicate_setting), help("{help}"))]
+    DuplicateSetting {
+        setting: String,
+        context: String,
+        #[label(primary, "set again here")]
+        span: SourceSpan,
+        #[label("first set here")]
+        first: SourceSpan,
+        help: String,
     },
 
     #[error("{what} is missing")]
@@ -86,7 +115,7 @@ pub enum RecipeError {
     UnknownChild {
         child: String,
         context: String,
-        #[label("unknown here")]
+        #[label("unknown setting")]
         span: SourceSpan,
         help: String,
     },
@@ -95,7 +124,7 @@ pub enum RecipeError {
     #[diagnostic(code(yiflow::recipe::no_match), help("{help}"))]
     GlobNoMatch {
         pattern: String,
-        #[label("matches nothing under the recipe's folder")]
+        #[label("matches no file")]
         span: SourceSpan,
         help: String,
     },
@@ -121,14 +150,15 @@ pub enum RecipeError {
     },
 }
 
-/// All the problems of one recipe file, rendered together against its source.
+/// All the problems of one recipe file, rendered together against its source, in the order they
+/// appear in the file.
 #[derive(Debug, Error, Diagnostic)]
 #[error("{} in recipe {name}", count_problems(.errors.len()))]
 #[diagnostic(code(yiflow::recipe::invalid))]
 pub struct RecipeErrors {
     pub name: String,
     #[source_code]
-    pub src: NamedSource<String>,
+    pub src: RecipeSource,
     #[related]
     pub errors: Vec<RecipeError>,
 }
@@ -142,12 +172,25 @@ fn count_problems(n: usize) -> String {
 }
 
 impl RecipeErrors {
-    pub fn new(name: &str, text: &str, errors: Vec<RecipeError>) -> Self {
+    /// Gathers `errors` (found by any step, in any order) into one report, sorted by where they are
+    /// in the file so that a user can work through them from the top.
+    pub fn new(name: &str, text: &str, mut errors: Vec<RecipeError>) -> Self {
+        errors.sort_by_key(RecipeError::offset);
         Self {
             name: name.to_owned(),
-            src: NamedSource::new(name, text.to_owned()).with_language("kdl"),
+            src: RecipeSource::new(name, text),
             errors,
         }
+    }
+}
+
+impl RecipeError {
+    /// Where the problem starts in the file: its first labelled span, which is also where the
+    /// rendered report first points (a duplicate stage sorts at its first definition).
+    pub fn offset(&self) -> usize {
+        self.labels()
+            .and_then(|labels| labels.map(|l| l.offset()).min())
+            .unwrap_or(0)
     }
 }
 

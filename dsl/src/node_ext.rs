@@ -13,6 +13,13 @@ pub trait FromValue: Sized {
     /// The decoded value, or `Err(message)` when the value has the right KDL type but is out of range.
     /// `Ok(None)` means the KDL type is wrong.
     fn from_value(value: &KdlValue) -> Result<Option<Self>, String>;
+
+    /// A help line for a value of the wrong KDL type (`found`), when there is something better to say
+    /// than "write it as ...": drop the quotes around `"4"`, quote a bare number, round `1.5`.
+    fn hint(found: &KdlValue) -> Option<String> {
+        let _ = found;
+        None
+    }
 }
 
 impl FromValue for String {
@@ -20,12 +27,26 @@ impl FromValue for String {
     fn from_value(value: &KdlValue) -> Result<Option<Self>, String> {
         Ok(value.as_string().map(str::to_owned))
     }
+    fn hint(found: &KdlValue) -> Option<String> {
+        Some(format!(
+            "put it in quotes: \"{}\"",
+            found.to_string().trim_start_matches('#')
+        ))
+    }
 }
 
 impl FromValue for bool {
     const EXPECTED: &'static str = "#true or #false";
     fn from_value(value: &KdlValue) -> Result<Option<Self>, String> {
         Ok(value.as_bool())
+    }
+    fn hint(found: &KdlValue) -> Option<String> {
+        match found.as_string() {
+            Some("true" | "false") => {
+                Some("KDL 2.0 writes booleans #true and #false, without quotes".to_owned())
+            }
+            _ => Some("write #true or #false".to_owned()),
+        }
     }
 }
 
@@ -37,6 +58,27 @@ impl FromValue for f64 {
             KdlValue::Integer(i) => Some(*i as f64),
             _ => None,
         })
+    }
+    fn hint(found: &KdlValue) -> Option<String> {
+        match found.as_string() {
+            Some(s) if s.trim().parse::<f64>().is_ok() => {
+                Some(format!("remove the quotes: {}", s.trim()))
+            }
+            _ => Some("write a number such as 0.5 or 3e-4, without quotes".to_owned()),
+        }
+    }
+}
+
+/// The help for an integer setting given a value of another type.
+fn integer_hint(found: &KdlValue) -> String {
+    match found {
+        KdlValue::String(s) if s.trim().parse::<i128>().is_ok() => {
+            format!("remove the quotes: {}", s.trim())
+        }
+        KdlValue::Float(f) if f.is_finite() => {
+            format!("it takes no fraction: write {} or {}", f.floor(), f.ceil())
+        }
+        _ => "write a whole number such as 2, without quotes".to_owned(),
     }
 }
 
@@ -59,6 +101,9 @@ macro_rules! integer_from_value {
                         .map_err(|_| format!("{i} is out of range for {}", $expected)),
                     _ => Ok(None),
                 }
+            }
+            fn hint(found: &KdlValue) -> Option<String> {
+                Some(integer_hint(found))
             }
         }
     )*};
@@ -105,7 +150,8 @@ fn decode_entry<T: FromValue>(entry: &KdlEntry, what: &str, sink: &mut Sink) -> 
                 expected: T::EXPECTED.to_owned(),
                 found: describe(entry.value()),
                 span: entry.span(),
-                help: format!("write {what} as {}", T::EXPECTED),
+                help: T::hint(entry.value())
+                    .unwrap_or_else(|| format!("write {what} as {}", T::EXPECTED)),
             });
             None
         }
@@ -159,7 +205,10 @@ impl NodeExt for KdlNode {
     }
 
     fn positional(&self) -> Vec<&KdlEntry> {
-        self.entries().iter().filter(|e| e.name().is_none()).collect()
+        self.entries()
+            .iter()
+            .filter(|e| e.name().is_none())
+            .collect()
     }
 
     fn arg<T: FromValue>(&self, i: usize, sink: &mut Sink) -> Option<T> {
@@ -174,7 +223,11 @@ impl NodeExt for KdlNode {
             sink.push(RecipeError::MissingValue {
                 what,
                 span: self.name_span(),
-                help: format!("write it after the name, e.g. `{} <{}>`", self.node_name(), T::EXPECTED),
+                help: format!(
+                    "write it after the name, e.g. `{} <{}>`",
+                    self.node_name(),
+                    T::EXPECTED
+                ),
             });
             None
         }
@@ -212,15 +265,38 @@ impl NodeExt for KdlNode {
     }
 
     fn check_entries(&self, max_args: usize, allowed: &[&str], sink: &mut Sink) {
-        for (i, entry) in self.positional().into_iter().enumerate() {
-            if i >= max_args {
-                sink.push(RecipeError::InvalidValue {
-                    message: format!("`{}` takes at most {max_args} value(s)", self.node_name()),
-                    span: entry.span(),
-                    label: "unexpected value".to_owned(),
-                    help: "remove this value".to_owned(),
-                });
-            }
+        let positional = self.positional();
+        if let (Some(first), Some(last)) = (positional.get(max_args), positional.last()) {
+            let takes = match max_args {
+                0 => "no value".to_owned(),
+                1 => "one value".to_owned(),
+                n => format!("at most {n} values"),
+            };
+            let extra = positional.len() - max_args;
+            let start = first.span().offset();
+            let end = last.span().offset() + last.span().len();
+            let words: Option<Vec<&str>> =
+                positional.iter().map(|e| e.value().as_string()).collect();
+            // `run echo hi` is a forgotten pair of quotes more often than a value too many.
+            let help = match words {
+                Some(words) if max_args == 1 => format!(
+                    "if this is one value, quote it as a whole: \"{}\"",
+                    words.join(" ")
+                ),
+                _ if extra == 1 => "remove this value".to_owned(),
+                _ => "remove these values".to_owned(),
+            };
+            sink.push(RecipeError::InvalidValue {
+                message: format!("`{}` takes {takes}", self.node_name()),
+                span: (start, end - start).into(),
+                label: if extra == 1 {
+                    "unexpected value"
+                } else {
+                    "unexpected values"
+                }
+                .to_owned(),
+                help,
+            });
         }
         for entry in self.entries() {
             if let Some(name) = entry.name()
@@ -251,7 +327,11 @@ impl NodeExt for KdlNode {
                     child: child.node_name().to_owned(),
                     context: context.to_owned(),
                     span: child.name_span(),
-                    help: did_you_mean(child.node_name(), allowed.iter().copied(), "it takes no settings"),
+                    help: did_you_mean(
+                        child.node_name(),
+                        allowed.iter().copied(),
+                        "it takes no settings",
+                    ),
                 });
             }
         }
@@ -275,7 +355,9 @@ mod tests {
 
     #[test]
     fn typed_access_reports_problems() {
-        let doc: kdl::KdlDocument = "phase initial tokens=\"4M\" lr=3e-3 warmup=200 bogus=1".parse().unwrap();
+        let doc: kdl::KdlDocument = "phase initial tokens=\"4M\" lr=3e-3 warmup=200 bogus=1"
+            .parse()
+            .unwrap();
         let node = &doc.nodes()[0];
         let mut sink = Sink::new();
         assert_eq!(node.arg::<String>(0, &mut sink).as_deref(), Some("initial"));
@@ -293,9 +375,114 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_type_says_how_to_write_the_value() {
+        let doc: kdl::KdlDocument =
+            "a \"12\"; b \"two\"; c 1.5; d 42; e \"true\"; f \"3e-4\"; g 1 2"
+                .parse()
+                .unwrap();
+        let help = |i: usize, decode: &dyn Fn(&KdlNode, &mut Sink)| {
+            let mut sink = Sink::new();
+            decode(&doc.nodes()[i], &mut sink);
+            match sink.into_errors().pop() {
+                Some(
+                    RecipeError::WrongType { help, .. } | RecipeError::InvalidValue { help, .. },
+                ) => help,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            help(0, &|n, s| {
+                let _ = n.arg::<u32>(0, s);
+            }),
+            "remove the quotes: 12"
+        );
+        assert_eq!(
+            help(1, &|n, s| {
+                let _ = n.arg::<u64>(0, s);
+            }),
+            "write a whole number such as 2, without quotes"
+        );
+        assert_eq!(
+            help(2, &|n, s| {
+                let _ = n.arg::<usize>(0, s);
+            }),
+            "it takes no fraction: write 1 or 2"
+        );
+        assert_eq!(
+            help(3, &|n, s| {
+                let _ = n.arg::<String>(0, s);
+            }),
+            "put it in quotes: \"42\""
+        );
+        assert!(
+            help(4, &|n, s| {
+                let _ = n.arg::<bool>(0, s);
+            })
+            .contains("#true")
+        );
+        assert_eq!(
+            help(5, &|n, s| {
+                let _ = n.arg::<f64>(0, s);
+            }),
+            "remove the quotes: 3e-4"
+        );
+        assert_eq!(
+            help(6, &|n, s| n.check_entries(1, &[], s)),
+            "remove this value"
+        );
+        assert_eq!(
+            help(6, &|n, s| n.check_entries(0, &[], s)),
+            "remove these values"
+        );
+    }
+
+    #[test]
+    fn unquoted_words_are_one_problem_with_a_quoting_hint() {
+        let text = "run python3 train.py --lr 3";
+        let doc: kdl::KdlDocument = text.parse().unwrap();
+        let mut sink = Sink::new();
+        doc.nodes()[0].check_entries(1, &[], &mut sink);
+        let errors = sink.into_errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let RecipeError::InvalidValue {
+            message,
+            span,
+            help,
+            ..
+        } = &errors[0]
+        else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(message, "`run` takes one value");
+        assert_eq!(
+            &text[span.offset()..span.offset() + span.len()],
+            "train.py --lr 3"
+        );
+        // `3` is a number, so the words are not all strings: no quoting hint.
+        assert_eq!(help, "remove these values");
+
+        let doc: kdl::KdlDocument = "run echo hi".parse().unwrap();
+        let mut sink = Sink::new();
+        doc.nodes()[0].check_entries(1, &[], &mut sink);
+        let Some(RecipeError::InvalidValue { help, .. }) = sink.into_errors().pop() else {
+            panic!()
+        };
+        assert_eq!(
+            help,
+            "if this is one value, quote it as a whole: \"echo hi\""
+        );
+    }
+
+    #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("tokenzier", ["corpus", "tokenizer"], "x"), "did you mean `tokenizer`?");
-        assert_eq!(did_you_mean("zzz", ["a", "b"], "x"), "expected one of `a`, `b`");
+        assert_eq!(
+            did_you_mean("tokenzier", ["corpus", "tokenizer"], "x"),
+            "did you mean `tokenizer`?"
+        );
+        assert_eq!(
+            did_you_mean("zzz", ["a", "b"], "x"),
+            "expected one of `a`, `b`"
+        );
         assert_eq!(did_you_mean("zzz", [], "none"), "none");
     }
 }

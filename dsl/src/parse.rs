@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use kdl::{KdlDocument, KdlNode};
 
 use crate::stage_decl::COMMON_CHILDREN;
+use crate::syntax::syntax_errors;
 use crate::{
     Devices, ExecutorDecl, ModelDecl, NodeExt, Recipe, RecipeError, RecipeErrors, Sink, SlurmDecl,
     Spanned, StageDecl, did_you_mean,
@@ -18,22 +19,13 @@ const SLURM_CHILDREN: &[&str] = &["partition", "time", "account", "qos", "sbatch
 impl Recipe {
     /// Parses recipe text. `file_name` is how the file is named in diagnostics, `dir` the recipe's
     /// folder (absolute). Returns the recipe and the problems found so far, or every syntax error.
-    pub fn parse(file_name: &str, text: &str, dir: PathBuf) -> Result<(Recipe, Sink), RecipeErrors> {
-        let doc = KdlDocument::parse(text).map_err(|e| {
-            let errors = e
-                .diagnostics
-                .into_iter()
-                .map(|d| RecipeError::Syntax {
-                    message: d.message.unwrap_or_else(|| "invalid KDL".to_owned()),
-                    span: d.span,
-                    label: d.label.unwrap_or_else(|| "here".to_owned()),
-                    help: d.help.unwrap_or_else(|| {
-                        "recipes are KDL 2.0 documents: see recipes/quickstart.kdl".to_owned()
-                    }),
-                })
-                .collect();
-            RecipeErrors::new(file_name, text, errors)
-        })?;
+    pub fn parse(
+        file_name: &str,
+        text: &str,
+        dir: PathBuf,
+    ) -> Result<(Recipe, Sink), RecipeErrors> {
+        let doc = KdlDocument::parse(text)
+            .map_err(|e| RecipeErrors::new(file_name, text, syntax_errors(text, e)))?;
 
         let mut sink = Sink::new();
         let stem = std::path::Path::new(file_name)
@@ -57,14 +49,12 @@ impl Recipe {
             match node.node_name() {
                 "recipe" => {
                     if let Some(first) = seen_recipe {
-                        sink.push(RecipeError::InvalidValue {
-                            message: "a recipe file has one `recipe` block".to_owned(),
+                        sink.push(RecipeError::DuplicateSetting {
+                            setting: "recipe".to_owned(),
+                            context: "the file".to_owned(),
                             span: node.name_span(),
-                            label: "second block".to_owned(),
-                            help: format!(
-                                "merge it into the first one (at byte {})",
-                                first.span().offset()
-                            ),
+                            first: first.name_span(),
+                            help: "a recipe file has one `recipe` block: merge the two".to_owned(),
                         });
                         continue;
                     }
@@ -73,8 +63,18 @@ impl Recipe {
                 }
                 "model" => {
                     node.check_entries(1, &[], &mut sink);
-                    if let Some(name) = node.arg_spanned::<String>(0, &mut sink) {
-                        recipe.models.push(ModelDecl { name, node: node.clone() });
+                    if node.positional().is_empty() {
+                        sink.push(RecipeError::MissingValue {
+                            what: "the name of the model".to_owned(),
+                            span: node.name_span(),
+                            help: "write `model NAME { ... }`; stages refer to it as `model NAME`"
+                                .to_owned(),
+                        });
+                    } else if let Some(name) = node.arg_spanned::<String>(0, &mut sink) {
+                        recipe.models.push(ModelDecl {
+                            name,
+                            node: node.clone(),
+                        });
                     }
                 }
                 "stage" => {
@@ -100,6 +100,7 @@ fn decode_recipe_block(node: &KdlNode, recipe: &mut Recipe, sink: &mut Sink) {
         recipe.name = name;
     }
     node.check_children("the `recipe` block", RECIPE_CHILDREN, sink);
+    check_unique(node.child_nodes(), "the `recipe` block", &[], sink);
     for child in node.child_nodes() {
         match child.node_name() {
             "workspace" => {
@@ -129,7 +130,8 @@ fn decode_recipe_block(node: &KdlNode, recipe: &mut Recipe, sink: &mut Sink) {
                                     message: format!("`{}` is not a device", d.value),
                                     span: d.span,
                                     label: "not a device".to_owned(),
-                                    help: "use `auto`, `cpu`, or CUDA devices written `cuda:N`".to_owned(),
+                                    help: "use `auto`, `cpu`, or CUDA devices written `cuda:N`"
+                                        .to_owned(),
                                 });
                             }
                         }
@@ -168,7 +170,11 @@ fn decode_executor(node: &KdlNode, sink: &mut Sink) -> Option<ExecutorDecl> {
         }
         "slurm" => {
             node.check_children("`executor slurm`", SLURM_CHILDREN, sink);
-            let mut slurm = SlurmDecl { span: Some(node.span()), ..SlurmDecl::default() };
+            check_unique(node.child_nodes(), "`executor slurm`", &[], sink);
+            let mut slurm = SlurmDecl {
+                span: Some(node.span()),
+                ..SlurmDecl::default()
+            };
             for child in node.child_nodes() {
                 let one = |sink: &mut Sink| {
                     child.check_entries(1, &[], sink);
@@ -181,7 +187,11 @@ fn decode_executor(node: &KdlNode, sink: &mut Sink) -> Option<ExecutorDecl> {
                     "qos" => slurm.qos = one(sink),
                     "sbatch-args" => {
                         child.check_entries(usize::MAX, &[], sink);
-                        slurm.sbatch_args = child.args::<String>(sink).into_iter().map(|s| s.value).collect();
+                        slurm.sbatch_args = child
+                            .args::<String>(sink)
+                            .into_iter()
+                            .map(|s| s.value)
+                            .collect();
                     }
                     _ => {}
                 }
@@ -202,19 +212,35 @@ fn decode_executor(node: &KdlNode, sink: &mut Sink) -> Option<ExecutorDecl> {
 
 fn decode_stage(node: &KdlNode, sink: &mut Sink) -> Option<StageDecl> {
     node.check_entries(1, &["kind"], sink);
+    if node.positional().is_empty() {
+        sink.push(RecipeError::MissingValue {
+            what: "the name of the stage".to_owned(),
+            span: node.name_span(),
+            help: "write `stage NAME kind=KIND { ... }`; other stages read it with `input NAME`"
+                .to_owned(),
+        });
+        return None;
+    }
     let name = node.arg_spanned::<String>(0, sink)?;
-    let kind = match node.prop_spanned::<String>("kind", sink) {
-        Some(kind) => kind,
-        None => {
-            if !node.entries().iter().any(|e| e.name().is_some_and(|n| n.value() == "kind")) {
-                sink.push(RecipeError::MissingValue {
-                    what: format!("the kind of stage `{}`", name.value),
-                    span: name.span,
-                    help: format!("write `stage {} kind=command {{ ... }}` (or another kind)", name.value),
-                });
-            }
-            Spanned::new(String::new(), name.span)
+    let kind = if let Some(kind) = node.prop_spanned::<String>("kind", sink) {
+        kind
+    } else {
+        // A `kind=` of the wrong type was reported by `prop_spanned`; only a missing one is left.
+        if !node
+            .entries()
+            .iter()
+            .any(|e| e.name().is_some_and(|n| n.value() == "kind"))
+        {
+            sink.push(RecipeError::MissingValue {
+                what: format!("the kind of stage `{}`", name.value),
+                span: name.span,
+                help: format!(
+                    "write `stage {} kind=command {{ ... }}` (or another kind)",
+                    name.value
+                ),
+            });
         }
+        Spanned::new(String::new(), name.span)
     };
     let mut stage = StageDecl {
         name,
@@ -229,6 +255,18 @@ fn decode_stage(node: &KdlNode, sink: &mut Sink) -> Option<StageDecl> {
         body: Vec::new(),
         span: node.span(),
     };
+    let common: Vec<KdlNode> = node
+        .child_nodes()
+        .iter()
+        .filter(|c| COMMON_CHILDREN.contains(&c.node_name()))
+        .cloned()
+        .collect();
+    check_unique(
+        &common,
+        &format!("stage `{}`", stage.name.value),
+        &["input", "files"],
+        sink,
+    );
     for child in node.child_nodes() {
         if !COMMON_CHILDREN.contains(&child.node_name()) {
             stage.body.push(child.clone());
@@ -250,12 +288,33 @@ fn decode_stage(node: &KdlNode, sink: &mut Sink) -> Option<StageDecl> {
     Some(stage)
 }
 
+/// Reports a child written twice in one block when it takes one value (all but `repeatable`), so that
+/// a second `gpus` or `workspace` never silently wins over the first.
+fn check_unique(children: &[KdlNode], context: &str, repeatable: &[&str], sink: &mut Sink) {
+    for (i, child) in children.iter().enumerate() {
+        let name = child.node_name();
+        if repeatable.contains(&name) {
+            continue;
+        }
+        if let Some(first) = children[..i].iter().find(|c| c.node_name() == name) {
+            sink.push(RecipeError::DuplicateSetting {
+                setting: name.to_owned(),
+                context: context.to_owned(),
+                span: child.name_span(),
+                first: first.name_span(),
+                help: format!("keep one `{name}`"),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> (Recipe, Vec<RecipeError>) {
-        let (recipe, sink) = Recipe::parse("test.kdl", text, PathBuf::from("/r")).expect("valid KDL");
+        let (recipe, sink) =
+            Recipe::parse("test.kdl", text, PathBuf::from("/r")).expect("valid KDL");
         (recipe, sink.into_errors())
     }
 
@@ -275,10 +334,20 @@ mod tests {
         assert_eq!(recipe.workspace_dir(), PathBuf::from("/r/ws"));
         assert_eq!(recipe.seed, 7);
         assert!(matches!(&recipe.devices, Devices::List(l) if l.len() == 2));
-        assert!(matches!(&recipe.executor, ExecutorDecl::Slurm(s) if s.partition.as_deref() == Some("gpu")));
+        assert!(
+            matches!(&recipe.executor, ExecutorDecl::Slurm(s) if s.partition.as_deref() == Some("gpu"))
+        );
         assert_eq!(recipe.models[0].name.value, "tiny");
         let a = recipe.stage("a").unwrap();
-        assert_eq!((a.kind.value.as_str(), a.retries, a.files.len(), a.body.len()), ("command", 2, 1, 1));
+        assert_eq!(
+            (
+                a.kind.value.as_str(),
+                a.retries,
+                a.files.len(),
+                a.body.len()
+            ),
+            ("command", 2, 1, 1)
+        );
         let b = recipe.stage("b").unwrap();
         assert_eq!(b.inputs[0].value, "a");
         assert_eq!((b.gpus, b.executor.clone()), (1, Some(ExecutorDecl::Local)));
@@ -311,8 +380,74 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_written_twice_is_reported_at_both() {
+        let text = "recipe { seed 1; seed 2 }\nstage a kind=command { gpus 1; input x; input y; gpus 2 }\nrecipe {}";
+        let (_, errors) = parse(text);
+        let found: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| match e {
+                RecipeError::DuplicateSetting {
+                    setting,
+                    span,
+                    first,
+                    ..
+                } => {
+                    assert!(first.offset() < span.offset());
+                    (
+                        setting.as_str(),
+                        &text[span.offset()..span.offset() + span.len()],
+                    )
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        // `input` may repeat; `seed`, `gpus` and the `recipe` block may not.
+        assert_eq!(
+            found,
+            [("seed", "seed"), ("gpus", "gpus"), ("recipe", "recipe")]
+        );
+    }
+
+    #[test]
+    fn a_stage_or_model_without_a_name() {
+        let (recipe, errors) = parse("stage kind=command { run \"x\" }\nmodel { layers 2 }");
+        assert!(recipe.stages.is_empty() && recipe.models.is_empty());
+        let what: Vec<&str> = errors
+            .iter()
+            .map(|e| match e {
+                RecipeError::MissingValue { what, .. } => what.as_str(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(what, ["the name of the stage", "the name of the model"]);
+    }
+
+    #[test]
+    fn a_report_lists_problems_in_file_order() {
+        let text =
+            "stage b kind=command { gpus \"x\" }\nrecipe { colour 1 }\nstage b kind=command {}";
+        let (_, mut sink) = Recipe::parse("t.kdl", text, PathBuf::from("/r")).expect("valid KDL");
+        // Found out of order, as parsing and compiling would add them.
+        sink.push(RecipeError::DuplicateStage {
+            name: "b".to_owned(),
+            span: (text.rfind("b kind").unwrap(), 1).into(),
+            first: (6, 1).into(),
+        });
+        let report = RecipeErrors::new("t.kdl", text, sink.into_errors());
+        let offsets: Vec<usize> = report.errors.iter().map(RecipeError::offset).collect();
+        assert_eq!(offsets.len(), 3);
+        assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+        // A duplicate sorts where the report first points: its first definition.
+        assert!(matches!(
+            report.errors[0],
+            RecipeError::DuplicateStage { .. }
+        ));
+    }
+
+    #[test]
     fn syntax_errors_are_reported_with_spans() {
-        let err = Recipe::parse("bad.kdl", "stage a kind=command {\n", PathBuf::from("/")).unwrap_err();
+        let err =
+            Recipe::parse("bad.kdl", "stage a kind=command {\n", PathBuf::from("/")).unwrap_err();
         assert!(!err.errors.is_empty());
     }
 }

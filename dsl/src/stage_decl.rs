@@ -12,8 +12,9 @@ impl StageDecl {
 }
 
 /// The children every stage kind accepts.
-pub const COMMON_CHILDREN: &[&str] =
-    &["input", "files", "gpus", "retries", "cpus", "memory", "executor"];
+pub const COMMON_CHILDREN: &[&str] = &[
+    "input", "files", "gpus", "retries", "cpus", "memory", "executor",
+];
 
 /// One stage of a recipe.
 #[derive(Debug, Clone)]

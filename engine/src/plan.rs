@@ -10,9 +10,7 @@ use miette::LabeledSpan;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
-use yiflow_dsl::{
-    ExecutorDecl, Recipe, RecipeError, RecipeErrors, Sink, StageDecl, did_you_mean,
-};
+use yiflow_dsl::{ExecutorDecl, Recipe, RecipeError, RecipeErrors, Sink, StageDecl, did_you_mean};
 
 use crate::{DecodeCx, Registry, Stage};
 
@@ -59,9 +57,22 @@ impl std::fmt::Debug for PlannedStage {
     }
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("recipe", &self.recipe.name)
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plan {
     /// Compiles a parsed recipe; `sink` holds the problems parsing found already.
-    pub fn compile(recipe: Recipe, mut sink: Sink, registry: &Registry) -> Result<Plan, RecipeErrors> {
+    pub fn compile(
+        recipe: Recipe,
+        mut sink: Sink,
+        registry: &Registry,
+    ) -> Result<Plan, RecipeErrors> {
         let recipe = Arc::new(recipe);
         let mut by_name: HashMap<&str, usize> = HashMap::new();
         let mut unique: Vec<&StageDecl> = Vec::new();
@@ -79,41 +90,26 @@ impl Plan {
         }
 
         let cx = DecodeCx { recipe: &recipe };
+        let names: Vec<&str> = unique.iter().map(|s| s.name.value.as_str()).collect();
         let mut stages = Vec::with_capacity(unique.len());
+        let mut graph = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..unique.len()).map(|i| graph.add_node(i)).collect();
         for (index, decl) in unique.iter().enumerate() {
-            let kind = match registry.get(&decl.kind.value) {
-                Some(kind) => kind.clone(),
-                None => {
-                    if !decl.kind.value.is_empty() {
-                        sink.push(RecipeError::UnknownKind {
-                            kind: decl.kind.value.clone(),
-                            span: decl.kind.span,
-                            help: did_you_mean(&decl.kind.value, registry.names(), "no stage kinds are registered"),
-                        });
-                    }
-                    continue;
+            // Inputs and files are checked whatever the kind, so that a mistyped kind hides nothing else.
+            let inputs = resolve_inputs(&recipe, decl, &by_name, &names, &mut sink);
+            for &up in &inputs {
+                graph.add_edge(nodes[up], nodes[index], ());
+            }
+            let files = resolve_files(&recipe, decl, &mut sink);
+            let Some(kind) = registry.get(&decl.kind.value).cloned() else {
+                // An empty kind is a missing `kind=`, which parsing reported already.
+                if !decl.kind.value.is_empty() {
+                    sink.push(unknown_kind(decl, registry));
                 }
+                continue;
             };
             cx.check_body(decl, kind.children(), &mut sink);
             let params = kind.decode(decl, &cx, &mut sink);
-            let mut inputs = Vec::new();
-            for input in &decl.inputs {
-                match by_name.get(input.value.as_str()) {
-                    Some(&i) if !inputs.contains(&i) => inputs.push(i),
-                    Some(_) => {}
-                    None => sink.push(RecipeError::UnknownInput {
-                        stage: decl.name.value.clone(),
-                        input: input.value.clone(),
-                        span: input.span,
-                        help: did_you_mean(
-                            &input.value,
-                            unique.iter().map(|s| s.name.value.as_str()).filter(|n| *n != decl.name.value),
-                            "this recipe has no other stages",
-                        ),
-                    }),
-                }
-            }
-            let files = resolve_files(&recipe.dir, decl, &mut sink);
             stages.push(PlannedStage {
                 index,
                 name: decl.name.value.clone(),
@@ -123,26 +119,17 @@ impl Plan {
                 inputs,
                 dependents: Vec::new(),
                 files,
-                executor: decl.executor.clone().unwrap_or_else(|| recipe.executor.clone()),
+                executor: decl
+                    .executor
+                    .clone()
+                    .unwrap_or_else(|| recipe.executor.clone()),
             });
         }
-
-        // Indices must be positions in `stages`, which skipped stages of unknown kind.
-        if stages.len() != unique.len() {
-            return Err(into_errors(&recipe, sink));
-        }
-
-        let mut graph = DiGraph::new();
-        let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
-        for stage in &stages {
-            for &up in &stage.inputs {
-                graph.add_edge(nodes[up], nodes[stage.index], ());
-            }
-        }
         for cycle in cycles(&graph) {
-            sink.push(cycle_error(&cycle, &stages));
+            sink.push(cycle_error(&cycle, &unique));
         }
-        if !sink.is_empty() {
+        // Every stage of unknown kind was reported, so a plan with all stages is one without errors.
+        if !sink.is_empty() || stages.len() != unique.len() {
             return Err(into_errors(&recipe, sink));
         }
         let order = toposort(&graph, None)
@@ -155,7 +142,12 @@ impl Plan {
                 stages[up].dependents.push(i);
             }
         }
-        Ok(Plan { recipe, stages, graph, order })
+        Ok(Plan {
+            recipe,
+            stages,
+            graph,
+            order,
+        })
     }
 
     pub fn stage(&self, name: &str) -> Option<&PlannedStage> {
@@ -191,14 +183,78 @@ fn into_errors(recipe: &Recipe, sink: Sink) -> RecipeErrors {
     RecipeErrors::new(&recipe.file_name, &recipe.text, sink.into_errors())
 }
 
+fn unknown_kind(decl: &StageDecl, registry: &Registry) -> RecipeError {
+    let kinds: Vec<String> = registry.names().map(|k| format!("`{k}`")).collect();
+    let help = if kinds.is_empty() {
+        "no stage kinds are registered".to_owned()
+    } else {
+        let suggestion = did_you_mean(&decl.kind.value, registry.names(), "");
+        let list = format!("yiflow's stage kinds are {}", kinds.join(", "));
+        if suggestion.starts_with("did you mean") {
+            format!("{suggestion} {list}")
+        } else {
+            list
+        }
+    };
+    RecipeError::UnknownKind {
+        kind: decl.kind.value.clone(),
+        span: decl.kind.span,
+        help,
+    }
+}
+
+/// The stages a stage reads, by position in `names`, each once; unknown names are reported.
+fn resolve_inputs(
+    recipe: &Recipe,
+    decl: &StageDecl,
+    by_name: &HashMap<&str, usize>,
+    names: &[&str],
+    sink: &mut Sink,
+) -> Vec<usize> {
+    let mut inputs = Vec::new();
+    for input in &decl.inputs {
+        match by_name.get(input.value.as_str()) {
+            Some(&i) if !inputs.contains(&i) => inputs.push(i),
+            Some(_) => {}
+            None => {
+                // `input data/train.txt` is a common slip for `files`: say so when it looks like a path.
+                let help = if input.value.contains('/') || recipe.dir.join(&input.value).exists() {
+                    format!(
+                        "`input` names stages; to depend on a file, write `files \"{}\"`",
+                        input.value
+                    )
+                } else {
+                    did_you_mean(
+                        &input.value,
+                        names.iter().copied().filter(|n| *n != decl.name.value),
+                        "this recipe has no other stages",
+                    )
+                };
+                sink.push(RecipeError::UnknownInput {
+                    stage: decl.name.value.clone(),
+                    input: input.value.clone(),
+                    span: input.span,
+                    help,
+                });
+            }
+        }
+    }
+    inputs
+}
+
 /// Expands a stage's `files` globs against the recipe's folder. Directories stand for every file below.
-fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> {
+fn resolve_files(recipe: &Recipe, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> {
+    let dir = recipe.dir.as_path();
     let mut files = BTreeSet::new();
     for pattern in &decl.files {
         let full = if Path::new(&pattern.value).is_absolute() {
             pattern.value.clone()
         } else {
-            format!("{}/{}", glob::Pattern::escape(&dir.to_string_lossy()), pattern.value)
+            format!(
+                "{}/{}",
+                glob::Pattern::escape(&dir.to_string_lossy()),
+                pattern.value
+            )
         };
         let matches = match glob::glob(&full) {
             Ok(paths) => paths.filter_map(Result::ok).collect::<Vec<_>>(),
@@ -207,7 +263,8 @@ fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> 
                     message: format!("`{}` is not a valid glob: {}", pattern.value, e.msg),
                     span: pattern.span,
                     label: "invalid glob".to_owned(),
-                    help: "globs use `*`, `?`, `**` and `[...]`, relative to the recipe's folder".to_owned(),
+                    help: "globs use `*`, `?`, `**` and `[...]`, relative to the recipe's folder"
+                        .to_owned(),
                 });
                 continue;
             }
@@ -220,10 +277,7 @@ fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> 
             sink.push(RecipeError::GlobNoMatch {
                 pattern: pattern.value.clone(),
                 span: pattern.span,
-                help: format!(
-                    "paths are relative to the recipe's folder ({}); check the spelling or create the file",
-                    dir.display()
-                ),
+                help: no_match_help(recipe, &pattern.value),
             });
         }
     }
@@ -233,12 +287,43 @@ fn resolve_files(dir: &Path, decl: &StageDecl, sink: &mut Sink) -> Vec<PathBuf> 
         .collect()
 }
 
+/// Says where a pattern that matched nothing was looked for, naming the recipe's folder as the user
+/// wrote it (never as an absolute path they did not type) and the first folder of the pattern that
+/// does not exist, if any.
+fn no_match_help(recipe: &Recipe, pattern: &str) -> String {
+    let folder = match Path::new(&recipe.file_name).parent() {
+        Some(p) if !p.as_os_str().is_empty() => format!("`{}`", p.display()),
+        _ => "the current folder".to_owned(),
+    };
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let literal = parts
+        .iter()
+        .position(|p| p.contains(['*', '?', '[', '{']))
+        .unwrap_or(parts.len() - 1);
+    let mut at = PathBuf::new();
+    for part in &parts[..literal] {
+        at.push(part);
+        if !recipe.dir.join(&at).is_dir() && !Path::new(pattern).is_absolute() {
+            return format!(
+                "there is no folder `{}` in the recipe's folder ({folder}), which `files` paths are relative to",
+                at.display()
+            );
+        }
+    }
+    format!(
+        "`files` paths are relative to the recipe's folder ({folder}): check the spelling, or create the file"
+    )
+}
+
 /// True when a pattern matched only files another pattern already listed (not a mistake).
 fn matches_existing(files: &BTreeSet<PathBuf>, dir: &Path, pattern: &str) -> bool {
-    let Ok(pattern) = glob::Pattern::new(pattern) else { return false };
-    files
-        .iter()
-        .any(|f| f.strip_prefix(dir).is_ok_and(|rel| pattern.matches_path(rel)))
+    let Ok(pattern) = glob::Pattern::new(pattern) else {
+        return false;
+    };
+    files.iter().any(|f| {
+        f.strip_prefix(dir)
+            .is_ok_and(|rel| pattern.matches_path(rel))
+    })
 }
 
 fn collect_files(path: &Path, files: &mut BTreeSet<PathBuf>) {
@@ -263,13 +348,18 @@ fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {
         }
         // Walk inside the component from its smallest member until we are back at it.
         let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
-        let start = *members.iter().min_by_key(|n| graph[**n]).expect("non-empty");
+        let start = *members
+            .iter()
+            .min_by_key(|n| graph[**n])
+            .expect("non-empty");
         let mut path = vec![start];
         let mut visited = BTreeSet::from([start]);
         let mut at = start;
         loop {
-            let mut next: Vec<NodeIndex> =
-                graph.neighbors(at).filter(|n| members.contains(n)).collect();
+            let mut next: Vec<NodeIndex> = graph
+                .neighbors(at)
+                .filter(|n| members.contains(n))
+                .collect();
             next.sort_by_key(|n| graph[*n]);
             if next.contains(&start) {
                 break;
@@ -289,25 +379,187 @@ fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<usize>> {
     found
 }
 
-fn cycle_error(cycle: &[usize], stages: &[PlannedStage]) -> RecipeError {
-    let mut names: Vec<&str> = cycle.iter().map(|&i| stages[i].name.as_str()).collect();
+/// The `input` of `reader` that names `upstream` (an edge of the graph comes from one).
+fn input_span(reader: &StageDecl, upstream: &str) -> miette::SourceSpan {
+    reader
+        .inputs
+        .iter()
+        .find(|inp| inp.value == upstream)
+        .expect("edge comes from an input")
+        .span
+}
+
+fn cycle_error(cycle: &[usize], stages: &[&StageDecl]) -> RecipeError {
+    if let [only] = cycle {
+        let name = &stages[*only].name.value;
+        return RecipeError::SelfCycle {
+            name: name.clone(),
+            span: input_span(stages[*only], name),
+        };
+    }
+    let mut names: Vec<&str> = cycle
+        .iter()
+        .map(|&i| stages[i].name.value.as_str())
+        .collect();
     names.push(names[0]);
     let spans = cycle
         .iter()
         .enumerate()
         .map(|(k, &i)| {
-            let reader = &stages[cycle[(k + 1) % cycle.len()]];
-            let input = reader
-                .decl
-                .inputs
-                .iter()
-                .find(|inp| inp.value == stages[i].name)
-                .expect("edge comes from an input");
+            let reader = stages[cycle[(k + 1) % cycle.len()]];
+            let upstream = &stages[i].name.value;
             LabeledSpan::new_with_span(
-                Some(format!("`{}` reads `{}`", reader.name, stages[i].name)),
-                input.span,
+                Some(format!("`{}` reads `{upstream}`", reader.name.value)),
+                input_span(reader, upstream),
             )
         })
         .collect();
-    RecipeError::Cycle { cycle: names.join(" -> "), spans }
+    RecipeError::Cycle {
+        cycle: names.join(" -> "),
+        spans,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+    use yiflow_dsl::{NodeExt, Recipe, RecipeError, Sink, StageDecl};
+
+    use super::*;
+    use crate::Launch;
+
+    /// A kind that takes `model NAME`, the way the ML kinds will.
+    // TODO(lead): once a real kind takes `model NAME` (pretrain), add
+    // tests/fixtures/invalid/unknown_model.kdl so the rendered report is snapshot-tested end to end.
+    struct Train;
+
+    impl Stage for Train {
+        fn kind(&self) -> &'static str {
+            "train"
+        }
+        fn summary(&self) -> &'static str {
+            "trains a model (test kind)"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn children(&self) -> &'static [&'static str] {
+            &["model"]
+        }
+        fn decode(&self, stage: &StageDecl, cx: &DecodeCx<'_>, sink: &mut Sink) -> Value {
+            let name = stage
+                .body
+                .iter()
+                .find(|n| n.node_name() == "model")
+                .and_then(|n| n.arg_spanned::<String>(0, sink));
+            if let Some(name) = &name {
+                cx.model(name, sink);
+            }
+            json!({ "model": name.map(|n| n.value) })
+        }
+        fn launch(&self, _params: &Value) -> Launch {
+            Launch::Internal
+        }
+    }
+
+    fn compile(text: &str) -> Result<Plan, RecipeErrors> {
+        let mut registry = Registry::new();
+        registry.register(Train);
+        let (recipe, sink) =
+            Recipe::parse("t.kdl", text, PathBuf::from("/nonexistent")).expect("valid KDL");
+        Plan::compile(recipe, sink, &registry)
+    }
+
+    fn at<'a>(text: &'a str, error: &RecipeError) -> &'a str {
+        let offset = error.offset();
+        let end = text[offset..]
+            .find([' ', '\n', '}'])
+            .map_or(text.len(), |e| offset + e);
+        &text[offset..end]
+    }
+
+    #[test]
+    fn an_unknown_model_is_reported_at_the_reference() {
+        let text = "model tiny-moe { layers 2 }\nstage t kind=train { model tiny-mo }\n";
+        let errors = compile(text).unwrap_err().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let RecipeError::UnknownModel { name, help, .. } = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(
+            (name.as_str(), help.as_str()),
+            ("tiny-mo", "did you mean `tiny-moe`?")
+        );
+        assert_eq!(at(text, &errors[0]), "tiny-mo");
+
+        let errors = compile("stage t kind=train { model big }")
+            .unwrap_err()
+            .errors;
+        let RecipeError::UnknownModel { help, .. } = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert!(help.contains("declare it with `model NAME"), "{help}");
+
+        let plan = compile("model m {}\nstage t kind=train { model m }").expect("valid");
+        assert_eq!(plan.stages[0].params["model"], "m");
+    }
+
+    #[test]
+    fn an_unknown_kind_hides_no_other_problem() {
+        let text =
+            "stage a kind=trian { input b }\nstage b kind=train { input a; files \"nope/*\" }\n";
+        let errors = compile(text).unwrap_err().errors;
+        let codes: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                miette::Diagnostic::code(e)
+                    .expect("every error has a code")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "yiflow::recipe::unknown_kind",
+                "yiflow::recipe::cycle",
+                "yiflow::recipe::no_match"
+            ]
+        );
+        let RecipeError::UnknownKind { help, .. } = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(
+            help,
+            "did you mean `train`? yiflow's stage kinds are `train`"
+        );
+        let RecipeError::Cycle { cycle, spans } = &errors[1] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!((cycle.as_str(), spans.len()), ("a -> b -> a", 2));
+        let RecipeError::GlobNoMatch { help, .. } = &errors[2] else {
+            panic!("{errors:?}")
+        };
+        assert!(
+            help.starts_with(
+                "there is no folder `nope` in the recipe's folder (the current folder)"
+            ),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn a_path_given_as_input_points_to_files() {
+        let errors = compile("stage a kind=train { input \"data/train.txt\" }")
+            .unwrap_err()
+            .errors;
+        let RecipeError::UnknownInput { help, .. } = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(
+            help,
+            "`input` names stages; to depend on a file, write `files \"data/train.txt\"`"
+        );
+    }
 }

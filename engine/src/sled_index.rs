@@ -3,6 +3,12 @@
 //! read-only JSON snapshot of everything, `index.snapshot.json` beside its folder, rewritten (temporary
 //! file, then rename) by a background thread at most every 250 ms while there are new writes, and on
 //! [`Index::flush`] and drop. [`SnapshotIndex`](crate::SnapshotIndex) reads it.
+//!
+//! sled keeps recent writes in its process until it flushes (every 500 ms, or an fsync on demand), so an
+//! engine killed with `kill -9` would forget stages it had just completed. Manifests and stage records are
+//! therefore also appended, one JSON line each, to a journal (`index.journal` beside the folder) with a
+//! single `write` — in the kernel's hands at once, so a killed process loses nothing — and the journal is
+//! replayed into sled when the index is next opened, and emptied whenever sled has flushed.
 
 use std::fs;
 use std::io::Write;
@@ -41,6 +47,17 @@ struct Shared {
     wake: Condvar,
     /// Serialises snapshot writes (the background thread and `flush`).
     writing: Mutex<()>,
+    /// The journal of manifest and stage-record writes not yet flushed by sled.
+    journal: Mutex<fs::File>,
+}
+
+/// One journal line.
+#[derive(Serialize, serde::Deserialize)]
+struct JournalEntry {
+    tree: String,
+    key: String,
+    /// `None` removes the key.
+    value: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -78,6 +95,13 @@ impl SledIndex {
         // is a leftover of a killed one.
         remove_snapshot_leftovers(&snapshot_path(dir));
         let tree = |name: &str| db.open_tree(name).map_err(|e| StoreError::sled(dir, e));
+        let journal_path = journal_path(dir);
+        replay_journal(&journal_path, &db, dir)?;
+        let journal = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(|e| StoreError::io("open", &journal_path, e))?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             snapshot: snapshot_path(dir),
@@ -93,6 +117,7 @@ impl SledIndex {
             }),
             wake: Condvar::new(),
             writing: Mutex::new(()),
+            journal: Mutex::new(journal),
         });
         let writer = {
             let shared = Arc::clone(&shared);
@@ -137,9 +162,45 @@ impl SledIndex {
             what: describe(what, key),
             source,
         })?;
-        tree.insert(key, bytes).map_err(|e| self.sled(e))?;
+        if what == "file stamp" {
+            // A cache: losing one only costs a re-read.
+            tree.insert(key, bytes).map_err(|e| self.sled(e))?;
+        } else {
+            let value = serde_json::from_slice(&bytes).ok();
+            self.journaled(tree, key, value, || tree.insert(key, bytes).map(drop))?;
+        }
         self.shared.mark_dirty();
         Ok(())
+    }
+
+    /// Appends the change to the journal, then applies it, both under the journal's lock so that a
+    /// flush never empties the journal between the two.
+    fn journaled(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        value: Option<serde_json::Value>,
+        apply: impl FnOnce() -> sled::Result<()>,
+    ) -> Result<(), StoreError> {
+        let entry = JournalEntry {
+            tree: String::from_utf8_lossy(&tree.name()).into_owned(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            value,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|source| StoreError::Encode {
+            what: describe("journal entry", key),
+            source,
+        })?;
+        line.push(b'\n');
+        let mut journal = self
+            .shared
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        journal
+            .write_all(&line)
+            .map_err(|e| StoreError::io("write", journal_path(&self.shared.dir), e))?;
+        apply().map_err(|e| self.sled(e))
     }
 
     fn all<T: DeserializeOwned>(
@@ -165,6 +226,50 @@ impl SledIndex {
 /// Key of a stage record: `recipe\0stage`.
 pub(crate) fn stage_key(recipe: &str, stage: &str) -> String {
     format!("{recipe}\0{stage}")
+}
+
+fn journal_path(dir: &Path) -> PathBuf {
+    dir.with_extension("journal")
+}
+
+/// Applies the writes a killed process journaled but sled had not flushed. A torn last line (the
+/// process died inside the write) is ignored: its change never counted as done.
+fn replay_journal(path: &Path, db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("read", path, e)),
+    };
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut replayed = 0;
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
+            continue;
+        };
+        let tree = db
+            .open_tree(&entry.tree)
+            .map_err(|e| StoreError::sled(dir, e))?;
+        let result = match entry.value {
+            Some(value) => tree
+                .insert(
+                    entry.key.as_bytes(),
+                    serde_json::to_vec(&value).unwrap_or_default(),
+                )
+                .map(drop),
+            None => tree.remove(entry.key.as_bytes()).map(drop),
+        };
+        result.map_err(|e| StoreError::sled(dir, e))?;
+        replayed += 1;
+    }
+    db.flush().map_err(|e| StoreError::sled(dir, e))?;
+    fs::write(path, b"").map_err(|e| StoreError::io("truncate", path, e))?;
+    tracing::debug!(
+        "replayed {replayed} journaled index writes from {}",
+        path.display()
+    );
+    Ok(())
 }
 
 fn snapshot_path(dir: &Path) -> PathBuf {
@@ -226,10 +331,10 @@ impl Index for SledIndex {
     }
 
     fn remove_manifest(&self, fingerprint: &str) -> Result<(), StoreError> {
-        self.shared
-            .manifests
-            .remove(fingerprint.as_bytes())
-            .map_err(|e| self.sled(e))?;
+        let tree = &self.shared.manifests;
+        self.journaled(tree, fingerprint.as_bytes(), None, || {
+            tree.remove(fingerprint.as_bytes()).map(drop)
+        })?;
         self.shared.mark_dirty();
         Ok(())
     }
@@ -270,7 +375,7 @@ impl Index for SledIndex {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.shared.db.flush().map_err(|e| self.sled(e))?;
+        self.shared.flush_db()?;
         self.shared.take_dirty();
         self.shared.write_snapshot()
     }
@@ -286,7 +391,7 @@ impl Drop for SledIndex {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
-        if let Err(e) = self.shared.db.flush() {
+        if let Err(e) = self.shared.flush_db() {
             tracing::warn!(
                 "failed to flush the index {}: {e}",
                 self.shared.dir.display()
@@ -301,6 +406,17 @@ impl Drop for SledIndex {
 }
 
 impl Shared {
+    /// Flushes sled, then empties the journal it now covers.
+    fn flush_db(&self) -> Result<(), StoreError> {
+        let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        self.db
+            .flush()
+            .map_err(|e| StoreError::sled(&self.dir, e))?;
+        journal
+            .set_len(0)
+            .map_err(|e| StoreError::io("truncate", journal_path(&self.dir), e))
+    }
+
     fn lock_state(&self) -> std::sync::MutexGuard<'_, WriterState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

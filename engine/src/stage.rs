@@ -1,5 +1,5 @@
 //! The seam between the engine and the stage kinds: a [`Stage`] decodes its kind-specific settings into
-//! canonical parameters (torch-free, so `check` and `plan` never load LibTorch) and says how its
+//! canonical parameters (torch-free, so `check` and `plan` never load `LibTorch`) and says how its
 //! process starts. The engine knows no kind by name; the registry maps names to implementations.
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ pub enum Launch {
     },
     /// `yiflow exec-stage`: a torch-free kind implemented in [`Stage::execute`].
     Internal,
-    /// `yiflow-worker exec-stage`: a kind whose tensor work needs LibTorch.
+    /// `yiflow-worker exec-stage`: a kind whose tensor work needs `LibTorch`.
     Worker,
 }
 
@@ -52,7 +52,11 @@ pub trait Stage: Send + Sync + 'static {
     /// Does the work of a [`Launch::Internal`] or [`Launch::Worker`] kind, inside the stage's process.
     fn execute(&self, params: &Value, io: &StageIo) -> Result<(), ExecError> {
         let _ = (params, io);
-        Err(format!("stage kind `{}` runs as a command, not in-process", self.kind()).into())
+        Err(format!(
+            "stage kind `{}` runs as a command, not in-process",
+            self.kind()
+        )
+        .into())
     }
 }
 
@@ -89,7 +93,11 @@ impl DecodeCx<'_> {
                     child: child.node_name().to_owned(),
                     context: format!("a `{}` stage", stage.kind.value),
                     span: child.name_span(),
-                    help: did_you_mean(child.node_name(), all.iter().copied(), "this kind takes no settings"),
+                    help: did_you_mean(
+                        child.node_name(),
+                        all.iter().copied(),
+                        "this kind takes no settings",
+                    ),
                 });
             }
         }
@@ -108,7 +116,8 @@ pub struct StageIo {
     pub inputs: BTreeMap<String, PathBuf>,
     /// Folder kept across interrupted runs of the same fingerprint, for training checkpoints.
     pub checkpoints: PathBuf,
-    /// Devices given to the stage (`cuda:N`), empty for CPU.
+    /// Devices given to the stage (`cuda:N`), empty for CPU. The engine fills in physical indices;
+    /// inside the stage's process (after [`StageIo::from_env`]) they are the logical `cuda:0..n`.
     pub devices: Vec<String>,
     /// The recipe's seed.
     pub seed: u64,
@@ -130,15 +139,28 @@ pub fn input_var(stage: &str) -> String {
 impl StageIo {
     /// The environment a stage's process gets.
     pub fn to_env(&self) -> Vec<(String, String)> {
+        let logical: Vec<String> = (0..self.devices.len())
+            .map(|i| format!("cuda:{i}"))
+            .collect();
         let mut env = vec![
             ("YIFLOW_STAGE".to_owned(), self.stage.clone()),
             ("YIFLOW_KIND".to_owned(), self.kind.clone()),
             ("YIFLOW_OUT".to_owned(), self.out.display().to_string()),
-            ("YIFLOW_CHECKPOINTS".to_owned(), self.checkpoints.display().to_string()),
-            ("YIFLOW_DEVICES".to_owned(), self.devices.join(",")),
+            (
+                "YIFLOW_CHECKPOINTS".to_owned(),
+                self.checkpoints.display().to_string(),
+            ),
+            // Inside the process the devices are renumbered from 0 by CUDA_VISIBLE_DEVICES.
+            ("YIFLOW_DEVICES".to_owned(), logical.join(",")),
             ("YIFLOW_SEED".to_owned(), self.seed.to_string()),
-            ("YIFLOW_RECIPE_DIR".to_owned(), self.recipe_dir.display().to_string()),
-            ("YIFLOW_PARAMS".to_owned(), self.params_file.display().to_string()),
+            (
+                "YIFLOW_RECIPE_DIR".to_owned(),
+                self.recipe_dir.display().to_string(),
+            ),
+            (
+                "YIFLOW_PARAMS".to_owned(),
+                self.params_file.display().to_string(),
+            ),
             (
                 "YIFLOW_INPUTS".to_owned(),
                 serde_json::to_string(&self.inputs).unwrap_or_default(),
@@ -147,7 +169,11 @@ impl StageIo {
         for (name, dir) in &self.inputs {
             env.push((input_var(name), dir.display().to_string()));
         }
-        let cuda: Vec<&str> = self.devices.iter().filter_map(|d| d.strip_prefix("cuda:")).collect();
+        let cuda: Vec<&str> = self
+            .devices
+            .iter()
+            .filter_map(|d| d.strip_prefix("cuda:"))
+            .collect();
         env.push(("CUDA_VISIBLE_DEVICES".to_owned(), cuda.join(",")));
         env
     }
@@ -155,7 +181,8 @@ impl StageIo {
     /// Reads the environment set by [`StageIo::to_env`], inside a stage's process.
     pub fn from_env() -> Result<Self, ExecError> {
         let var = |name: &str| {
-            std::env::var(name).map_err(|_| format!("{name} is not set: stages are started by `yiflow run`"))
+            std::env::var(name)
+                .map_err(|_| format!("{name} is not set: stages are started by `yiflow run`"))
         };
         let devices = var("YIFLOW_DEVICES")?;
         Ok(Self {
@@ -164,7 +191,11 @@ impl StageIo {
             out: var("YIFLOW_OUT")?.into(),
             inputs: serde_json::from_str(&var("YIFLOW_INPUTS")?)?,
             checkpoints: var("YIFLOW_CHECKPOINTS")?.into(),
-            devices: devices.split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect(),
+            devices: devices
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect(),
             seed: var("YIFLOW_SEED")?.parse()?,
             recipe_dir: var("YIFLOW_RECIPE_DIR")?.into(),
             params_file: var("YIFLOW_PARAMS")?.into(),

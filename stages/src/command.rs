@@ -84,6 +84,9 @@ impl Stage for Command {
                     .collect()
             })
             .unwrap_or_default();
-        Launch::Shell { line: params["run"].as_str().unwrap_or_default().to_owned(), env }
+        Launch::Shell {
+            line: params["run"].as_str().unwrap_or_default().to_owned(),
+            env,
+        }
     }
 }

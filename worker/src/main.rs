@@ -1,1 +1,43 @@
-fn main() {}
+//! `yiflow-worker`: the process the engine starts for the stage kinds whose tensor work needs
+//! LibTorch, so the `yiflow` binary itself never links it (DESIGN.md, "Two binaries").
+
+mod cli;
+mod cuda;
+mod doctor;
+mod exec;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::doctor::Doctor;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Doctor => {
+            let doctor = Doctor::examine(cuda::load());
+            print!("{doctor}");
+            if doctor.healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::ExecStage => match exec::exec_stage_from_env(cuda::load) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,791 @@
+//! The scheduler: runs a [`Plan`] as a DAG of stage processes. Ready stages are resolved from the cache
+//! or launched, up to `-j` at once and each with the whole devices it asks for; a failure stops its
+//! dependents (and, without `--keep-going`, the launching of anything new); Ctrl-C stops running stages
+//! and records no partial artifact. Early cut-off falls out of content addressing: a rerun that produces
+//! the same bytes gives dependents the same fingerprint, so they stay cached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn};
+
+use crate::local_executor::{ExitOutcome, ProcessSpec, Programs, run_local};
+use crate::stage_key::{Prepared, hash_files, prepare};
+use crate::{
+    DevicePool, EngineError, Manifest, Plan, Reporter, RunState, StageIo, StageRecord, Workspace,
+};
+
+/// What `yiflow run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stages at once.
+    pub jobs: usize,
+    /// Stage indices selected with `--only` (with their upstream); empty = all.
+    pub only: Vec<usize>,
+    /// Stage indices to run even when cached.
+    pub force: Vec<usize>,
+    pub keep_going: bool,
+}
+
+/// Messages to a running scheduler (from watch mode).
+#[derive(Debug)]
+pub enum Control {
+    /// The recipe or a file changed: stop stages whose fingerprint is no longer wanted, launch nothing
+    /// new, and return so that the caller can run the new plan.
+    Replan(Arc<Plan>),
+}
+
+/// A stage that failed, for the summary.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub stage: String,
+    pub detail: String,
+    pub log: Option<String>,
+}
+
+/// How a run went.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub ran: Vec<String>,
+    pub cached: Vec<String>,
+    pub failed: Vec<Failure>,
+    pub skipped: Vec<String>,
+    pub cancelled: Vec<String>,
+    pub elapsed: Duration,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+    /// Stopped early for a replan (watch mode).
+    pub replan: Option<Arc<Plan>>,
+}
+
+impl RunSummary {
+    /// 0 all succeeded, 1 a stage failed, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            130
+        } else {
+            i32::from(!self.failed.is_empty() || !self.skipped.is_empty())
+        }
+    }
+
+    /// One line: `3 ran, 7 cached, 1 failed in 2.3s`.
+    pub fn line(&self) -> String {
+        let mut parts = vec![
+            format!("{} ran", self.ran.len()),
+            format!("{} cached", self.cached.len()),
+        ];
+        if !self.failed.is_empty() {
+            parts.push(format!("{} failed", self.failed.len()));
+        }
+        if !self.skipped.is_empty() {
+            parts.push(format!("{} not run", self.skipped.len()));
+        }
+        if !self.cancelled.is_empty() {
+            parts.push(format!("{} stopped", self.cancelled.len()));
+        }
+        format!(
+            "{} in {}",
+            parts.join(", "),
+            crate::format_duration(self.elapsed)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    /// Waiting for inputs.
+    Waiting,
+    /// Key being computed.
+    Preparing,
+    /// Waiting for a slot or devices.
+    Queued,
+    Running,
+    /// Artifact in hand.
+    Done(String),
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+/// A stage run in flight.
+struct Attempt {
+    run_dir: PathBuf,
+    log: String,
+    started_at: u64,
+    started: Instant,
+    devices: Vec<String>,
+    cancel: CancellationToken,
+    /// Content hash of the stage's previous artifact, to say when a rerun changed nothing.
+    previous: Option<String>,
+}
+
+enum Event {
+    Prepared(usize, Result<Prepared, EngineError>),
+    Exited(usize, std::io::Result<ExitOutcome>),
+    Committed(usize, Result<Manifest, EngineError>),
+}
+
+/// Runs one plan against one workspace.
+pub struct Scheduler {
+    plan: Arc<Plan>,
+    ws: Arc<Workspace>,
+    programs: Programs,
+    reporter: Arc<Reporter>,
+    pool: DevicePool,
+    opts: RunOptions,
+
+    state: Vec<State>,
+    selected: Vec<bool>,
+    prepared: Vec<Option<Prepared>>,
+    attempts: Vec<u32>,
+    restarts: Vec<u32>,
+    running: HashMap<usize, Attempt>,
+    queue: Vec<usize>,
+    tasks: JoinSet<Event>,
+    draining: bool,
+    summary: RunSummary,
+}
+
+/// How often a stage is restarted because a declared file changed while it ran.
+const MAX_RESTARTS: u32 = 3;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Scheduler {
+    pub fn new(
+        plan: Arc<Plan>,
+        ws: Arc<Workspace>,
+        programs: Programs,
+        reporter: Arc<Reporter>,
+        pool: DevicePool,
+        mut opts: RunOptions,
+    ) -> Result<Self, EngineError> {
+        let n = plan.stages.len();
+        let selected = if opts.only.is_empty() {
+            vec![true; n]
+        } else {
+            let keep = plan.with_upstream(&opts.only);
+            (0..n).map(|i| keep.contains(&i)).collect()
+        };
+        for stage in plan.stages.iter().filter(|s| selected[s.index]) {
+            pool.check(&stage.name, stage.decl.gpus)?;
+            if stage.decl.gpus > 0 && pool.cpu_fallback() {
+                reporter.warn(&format!(
+                    "no CUDA device found: stage `{}` (gpus {}) runs on CPU",
+                    stage.name, stage.decl.gpus
+                ));
+            }
+        }
+        opts.jobs = opts.jobs.max(1);
+        Ok(Self {
+            state: vec![State::Waiting; n],
+            selected,
+            prepared: vec![None; n],
+            attempts: vec![0; n],
+            restarts: vec![0; n],
+            running: HashMap::new(),
+            queue: Vec::new(),
+            tasks: JoinSet::new(),
+            draining: false,
+            summary: RunSummary::default(),
+            plan,
+            ws,
+            programs,
+            reporter,
+            pool,
+            opts,
+        })
+    }
+
+    /// Runs until every selected stage is done, failed or skipped, or until cancelled or replanned.
+    pub async fn run(
+        mut self,
+        cancel: CancellationToken,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) -> RunSummary {
+        let start = Instant::now();
+        for &i in &self.plan.order.clone() {
+            if self.selected[i] && self.plan.stages[i].inputs.is_empty() {
+                self.spawn_prepare(i);
+            }
+        }
+        let mut control_open = true;
+        loop {
+            self.launch_queued();
+            if self.tasks.is_empty() {
+                break;
+            }
+            let event = tokio::select! {
+                () = cancel.cancelled(), if !self.summary.interrupted => {
+                    self.summary.interrupted = true;
+                    self.draining = true;
+                    for attempt in self.running.values() {
+                        attempt.cancel.cancel();
+                    }
+                    continue;
+                }
+                message = control.recv(), if control_open => {
+                    match message {
+                        Some(Control::Replan(plan)) => self.replan(plan),
+                        None => control_open = false,
+                    }
+                    continue;
+                }
+                Some(joined) = self.tasks.join_next() => match joined {
+                    Ok(event) => event,
+                    Err(e) => {
+                        warn!("a scheduler task panicked: {e}");
+                        continue;
+                    }
+                },
+            };
+            match event {
+                Event::Prepared(i, result) => self.on_prepared(i, result),
+                Event::Exited(i, result) => self.on_exited(i, result),
+                Event::Committed(i, result) => self.on_committed(i, result),
+            }
+        }
+        for i in 0..self.state.len() {
+            if self.selected[i] && matches!(self.state[i], State::Waiting | State::Queued) {
+                self.state[i] = State::Skipped;
+                if self.summary.replan.is_none() && !self.summary.interrupted {
+                    self.summary.skipped.push(self.plan.stages[i].name.clone());
+                }
+            }
+        }
+        if let Err(e) = self.ws.index().flush() {
+            self.reporter
+                .warn(&format!("failed to flush the index: {e}"));
+        }
+        self.summary.elapsed = start.elapsed();
+        self.summary
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.plan.stages[i].name
+    }
+
+    fn spawn_prepare(&mut self, i: usize) {
+        self.state[i] = State::Preparing;
+        let stage = &self.plan.stages[i];
+        let upstream: BTreeMap<String, String> = stage
+            .inputs
+            .iter()
+            .map(|&u| {
+                let State::Done(hash) = &self.state[u] else {
+                    unreachable!("inputs are done")
+                };
+                (self.plan.stages[u].name.clone(), hash.clone())
+            })
+            .collect();
+        let force = self.opts.force.contains(&i);
+        let plan = self.plan.clone();
+        let ws = self.ws.clone();
+        self.tasks.spawn_blocking(move || {
+            let stage = &plan.stages[i];
+            Event::Prepared(
+                i,
+                prepare(&plan, stage, upstream, ws.index(), ws.artifacts(), force),
+            )
+        });
+    }
+
+    fn on_prepared(&mut self, i: usize, result: Result<Prepared, EngineError>) {
+        let prepared = match result {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(i, &e.to_string(), None);
+                return;
+            }
+        };
+        if let Some(manifest) = &prepared.cached {
+            let hash = manifest.content_hash.clone();
+            self.record_cached(i, &prepared, manifest);
+            self.reporter.cached(self.name(i));
+            self.summary.cached.push(self.name(i).to_owned());
+            self.prepared[i] = Some(prepared);
+            self.done(i, hash);
+            return;
+        }
+        if let Some(note) = &prepared.note {
+            self.reporter
+                .warn(&format!("stage `{}` reruns: {note}", self.name(i)));
+        }
+        self.prepared[i] = Some(prepared);
+        if self.draining {
+            self.state[i] = State::Skipped;
+            self.summary.skipped.push(self.name(i).to_owned());
+            return;
+        }
+        self.state[i] = State::Queued;
+        self.queue.push(i);
+    }
+
+    fn record_cached(&self, i: usize, prepared: &Prepared, manifest: &Manifest) {
+        let index = self.ws.index();
+        let recipe = &self.plan.recipe.name;
+        let name = self.name(i);
+        let unchanged = matches!(
+            index.stage_record(recipe, name),
+            Ok(Some(r)) if r.fingerprint == prepared.fingerprint
+                && matches!(r.state, RunState::Succeeded | RunState::Cached)
+        );
+        if unchanged {
+            return;
+        }
+        let record = StageRecord {
+            recipe: recipe.clone(),
+            stage: name.to_owned(),
+            state: RunState::Cached,
+            fingerprint: prepared.fingerprint.clone(),
+            key: serde_json::to_value(&prepared.key).unwrap_or_default(),
+            content_hash: Some(manifest.content_hash.clone()),
+            started_at: manifest.started_at,
+            duration_ms: manifest.duration_ms,
+            log: manifest.log.clone(),
+            detail: None,
+            job_id: None,
+        };
+        if let Err(e) = index.put_stage_record(&record) {
+            self.reporter
+                .warn(&format!("failed to record stage `{name}`: {e}"));
+        }
+    }
+
+    /// Launches queued stages while slots and devices allow, upstream-first.
+    fn launch_queued(&mut self) {
+        if self.draining {
+            return;
+        }
+        let mut k = 0;
+        while k < self.queue.len() && self.running.len() < self.opts.jobs {
+            let i = self.queue[k];
+            match self.pool.take(self.plan.stages[i].decl.gpus) {
+                Some(devices) => {
+                    self.queue.remove(k);
+                    self.launch(i, devices);
+                }
+                None => k += 1,
+            }
+        }
+    }
+
+    fn launch(&mut self, i: usize, devices: Vec<String>) {
+        let stage = &self.plan.stages[i];
+        let prepared = self.prepared[i].as_ref().expect("prepared before queued");
+        let _span = info_span!("stage", stage = %stage.name).entered();
+        let result = (|| -> Result<(PathBuf, String, ProcessSpec), EngineError> {
+            let run_dir = self.ws.new_run_dir(&stage.name)?;
+            let params_file = run_dir.join("params.json");
+            let params = serde_json::to_vec_pretty(&stage.params).unwrap_or_default();
+            std::fs::write(&params_file, params)
+                .map_err(|e| EngineError::io("write", &params_file, e))?;
+            let checkpoints = self.ws.checkpoints_dir(&prepared.fingerprint);
+            std::fs::create_dir_all(&checkpoints)
+                .map_err(|e| EngineError::io("create", &checkpoints, e))?;
+            let io = StageIo {
+                stage: stage.name.clone(),
+                kind: stage.kind.kind().to_owned(),
+                out: run_dir.join("out"),
+                inputs: stage
+                    .inputs
+                    .iter()
+                    .map(|&u| {
+                        let State::Done(hash) = &self.state[u] else {
+                            unreachable!("inputs are done")
+                        };
+                        (
+                            self.plan.stages[u].name.clone(),
+                            self.ws.artifacts().path(hash),
+                        )
+                    })
+                    .collect(),
+                checkpoints,
+                devices: devices.clone(),
+                seed: self.plan.recipe.seed,
+                recipe_dir: self.plan.recipe.dir.clone(),
+                params_file,
+            };
+            let launch = stage.kind.launch(&stage.params);
+            let (program, args, extra_env) = self.programs.command_for(&launch);
+            let mut env = io.to_env();
+            env.extend(extra_env);
+            let log_dir = self.ws.logs_dir().join(&stage.name);
+            std::fs::create_dir_all(&log_dir)
+                .map_err(|e| EngineError::io("create", &log_dir, e))?;
+            let started_at = now_ms();
+            let log_name = format!("{started_at}-{}.log", &prepared.fingerprint[..12]);
+            let log_path = log_dir.join(&log_name);
+            let header = format!(
+                "# yiflow: stage `{}` (kind {}), fingerprint {}\n# command: {} {}\n",
+                stage.name,
+                stage.kind.kind(),
+                prepared.fingerprint,
+                program.display(),
+                args.join(" ")
+            );
+            std::fs::write(&log_path, header)
+                .map_err(|e| EngineError::io("write", &log_path, e))?;
+            let spec = ProcessSpec {
+                program,
+                args,
+                env,
+                cwd: self.plan.recipe.dir.clone(),
+                log: log_path,
+                executor: stage.executor.clone(),
+            };
+            Ok((run_dir, format!("logs/{}/{log_name}", stage.name), spec))
+        })();
+        let (run_dir, log, spec) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.pool.give_back(devices);
+                self.fail(i, &e.to_string(), None);
+                return;
+            }
+        };
+        self.attempts[i] += 1;
+        let previous = self
+            .ws
+            .index()
+            .stage_record(&self.plan.recipe.name, &stage.name)
+            .ok()
+            .flatten()
+            .and_then(|r| r.content_hash);
+        let started_at = now_ms();
+        self.record(i, RunState::Running, started_at, 0, Some(&log), None, None);
+        let detail = if devices.is_empty() {
+            String::new()
+        } else {
+            devices.join(",")
+        };
+        self.reporter.started(&stage.name, &detail);
+        debug!(stage = %stage.name, "launching");
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let programs = self.programs.clone();
+        self.tasks.spawn(async move {
+            let outcome = run_local(&programs, &spec, &token).await;
+            Event::Exited(i, outcome)
+        });
+        self.state[i] = State::Running;
+        self.running.insert(
+            i,
+            Attempt {
+                run_dir,
+                log,
+                started_at,
+                started: Instant::now(),
+                devices,
+                cancel,
+                previous,
+            },
+        );
+    }
+
+    fn on_exited(&mut self, i: usize, result: std::io::Result<ExitOutcome>) {
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => ExitOutcome::Failed {
+                detail: format!("failed to start: {e}"),
+                retry: false,
+            },
+        };
+        match outcome {
+            ExitOutcome::Success => {
+                let attempt = self.running.get(&i).expect("a running stage");
+                let plan = self.plan.clone();
+                let ws = self.ws.clone();
+                let prepared = self.prepared[i].clone().expect("prepared");
+                let out = attempt.run_dir.join("out");
+                let (log, started_at, took) = (
+                    attempt.log.clone(),
+                    attempt.started_at,
+                    attempt.started.elapsed(),
+                );
+                self.tasks.spawn_blocking(move || {
+                    Event::Committed(
+                        i,
+                        commit(&plan, i, &ws, &prepared, &out, log, started_at, took),
+                    )
+                });
+            }
+            ExitOutcome::Cancelled => {
+                let attempt = self.finish_attempt(i);
+                self.record(
+                    i,
+                    RunState::Cancelled,
+                    attempt.started_at,
+                    attempt.started.elapsed().as_millis() as u64,
+                    Some(&attempt.log),
+                    Some("stopped"),
+                    None,
+                );
+                self.reporter.cancelled(self.name(i));
+                self.state[i] = State::Cancelled;
+                self.summary.cancelled.push(self.name(i).to_owned());
+            }
+            ExitOutcome::Failed { detail, retry } => {
+                let attempt = self.finish_attempt(i);
+                let retries = self.plan.stages[i].decl.retries;
+                let took = attempt.started.elapsed().as_millis() as u64;
+                self.record(
+                    i,
+                    RunState::Failed,
+                    attempt.started_at,
+                    took,
+                    Some(&attempt.log),
+                    Some(&detail),
+                    None,
+                );
+                if (retry || self.attempts[i] <= retries) && !self.draining {
+                    self.reporter.retrying(
+                        self.name(i),
+                        &detail,
+                        self.attempts[i] + 1,
+                        retries + 1,
+                    );
+                    self.state[i] = State::Queued;
+                    self.queue.insert(0, i);
+                } else {
+                    let log = self.ws.root().join(&attempt.log).display().to_string();
+                    self.fail(i, &detail, Some(log));
+                }
+            }
+        }
+    }
+
+    fn on_committed(&mut self, i: usize, result: Result<Manifest, EngineError>) {
+        let attempt = self.finish_attempt(i);
+        match result {
+            Ok(manifest) => {
+                let took = attempt.started.elapsed();
+                self.record(
+                    i,
+                    RunState::Succeeded,
+                    attempt.started_at,
+                    took.as_millis() as u64,
+                    Some(&attempt.log),
+                    None,
+                    Some(manifest.content_hash.clone()),
+                );
+                let same = attempt.previous.as_deref() == Some(manifest.content_hash.as_str());
+                let note = if same { " - output unchanged" } else { "" };
+                self.reporter.ran(self.name(i), took, note);
+                self.summary.ran.push(self.name(i).to_owned());
+                self.done(i, manifest.content_hash);
+            }
+            Err(EngineError::FileChanged { path }) if self.restarts[i] < MAX_RESTARTS => {
+                self.restarts[i] += 1;
+                self.record(
+                    i,
+                    RunState::Stale,
+                    attempt.started_at,
+                    0,
+                    Some(&attempt.log),
+                    Some(&format!("{path} changed while it ran")),
+                    None,
+                );
+                self.reporter.retrying(
+                    self.name(i),
+                    &format!("`{path}` changed while it ran; result discarded"),
+                    self.restarts[i] + 1,
+                    MAX_RESTARTS + 1,
+                );
+                self.attempts[i] = self.attempts[i].saturating_sub(1);
+                self.spawn_prepare_again(i);
+            }
+            Err(e) => {
+                let state = if matches!(e, EngineError::FileChanged { .. }) {
+                    RunState::Stale
+                } else {
+                    RunState::Failed
+                };
+                self.record(
+                    i,
+                    state,
+                    attempt.started_at,
+                    0,
+                    Some(&attempt.log),
+                    Some(&e.to_string()),
+                    None,
+                );
+                self.fail(i, &e.to_string(), None);
+            }
+        }
+    }
+
+    fn spawn_prepare_again(&mut self, i: usize) {
+        self.prepared[i] = None;
+        self.spawn_prepare(i);
+    }
+
+    /// Ends the bookkeeping of a finished attempt: devices back, run folder removed.
+    fn finish_attempt(&mut self, i: usize) -> Attempt {
+        let attempt = self.running.remove(&i).expect("a running stage");
+        self.pool.give_back(attempt.devices.clone());
+        if attempt.run_dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&attempt.run_dir)
+        {
+            debug!("could not remove {}: {e}", attempt.run_dir.display());
+        }
+        attempt
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        i: usize,
+        state: RunState,
+        started_at: u64,
+        duration_ms: u64,
+        log: Option<&str>,
+        detail: Option<&str>,
+        content_hash: Option<String>,
+    ) {
+        let Some(prepared) = &self.prepared[i] else {
+            return;
+        };
+        let content_hash = content_hash.or_else(|| match &self.state[i] {
+            State::Done(h) => Some(h.clone()),
+            _ => None,
+        });
+        let record = StageRecord {
+            recipe: self.plan.recipe.name.clone(),
+            stage: self.name(i).to_owned(),
+            state,
+            fingerprint: prepared.fingerprint.clone(),
+            key: serde_json::to_value(&prepared.key).unwrap_or_default(),
+            content_hash,
+            started_at,
+            duration_ms,
+            log: log.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+            job_id: None,
+        };
+        if let Err(e) = self.ws.index().put_stage_record(&record) {
+            self.reporter
+                .warn(&format!("failed to record stage `{}`: {e}", self.name(i)));
+        }
+    }
+
+    fn done(&mut self, i: usize, hash: String) {
+        self.state[i] = State::Done(hash);
+        for d in self.plan.stages[i].dependents.clone() {
+            if !self.selected[d] || self.state[d] != State::Waiting {
+                continue;
+            }
+            let ready = self.plan.stages[d]
+                .inputs
+                .iter()
+                .all(|&u| matches!(self.state[u], State::Done(_)));
+            if ready && !self.draining {
+                self.spawn_prepare(d);
+            }
+        }
+    }
+
+    fn fail(&mut self, i: usize, detail: &str, log: Option<String>) {
+        self.reporter.failed(self.name(i), detail, log.as_deref());
+        self.state[i] = State::Failed;
+        self.summary.failed.push(Failure {
+            stage: self.name(i).to_owned(),
+            detail: detail.to_owned(),
+            log,
+        });
+        let downstream = self.plan.with_downstream(i);
+        for d in downstream.into_iter().filter(|&d| d != i) {
+            if self.selected[d] && self.state[d] == State::Waiting {
+                self.state[d] = State::Skipped;
+                self.reporter
+                    .skipped(self.name(d), &format!("`{}` failed", self.name(i)));
+                self.summary.skipped.push(self.name(d).to_owned());
+            }
+        }
+        if !self.opts.keep_going && !self.draining {
+            self.draining = true;
+            if !self.running.is_empty() {
+                self.reporter.line("stopping: waiting for running stages to finish (use --keep-going to go on with other branches)");
+            }
+        }
+    }
+
+    /// Watch mode: cancel running stages whose fingerprint the new plan does not want, stop launching.
+    fn replan(&mut self, plan: Arc<Plan>) {
+        self.draining = true;
+        for (&i, attempt) in &self.running {
+            let old = self.prepared[i].as_ref().expect("prepared");
+            let keep = plan.stage(&self.plan.stages[i].name).is_some_and(|stage| {
+                let mut key = old.key.clone();
+                stage.kind.kind().clone_into(&mut key.kind);
+                key.version = stage.kind.version();
+                key.params = stage.params.clone();
+                key.seed = plan.recipe.seed;
+                let inputs: Vec<&str> = stage
+                    .inputs
+                    .iter()
+                    .map(|&u| plan.stages[u].name.as_str())
+                    .collect();
+                let same_inputs = inputs.len() == key.upstream.len()
+                    && inputs.iter().all(|n| key.upstream.contains_key(*n));
+                let files = hash_files(self.ws.index(), &plan.recipe.dir, stage).ok();
+                same_inputs
+                    && files.is_some_and(|f| f == key.files)
+                    && key.fingerprint() == old.fingerprint
+            });
+            if !keep {
+                attempt.cancel.cancel();
+            }
+        }
+        self.summary.replan = Some(plan);
+    }
+}
+
+/// After a successful exit: check the declared files did not change, then move the output into the
+/// artifact store and index it.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    plan: &Plan,
+    i: usize,
+    ws: &Workspace,
+    prepared: &Prepared,
+    out: &std::path::Path,
+    log: String,
+    started_at: u64,
+    took: Duration,
+) -> Result<Manifest, EngineError> {
+    let stage = &plan.stages[i];
+    let now = hash_files(ws.index(), &plan.recipe.dir, stage)?;
+    if let Some((path, _)) = prepared
+        .key
+        .files
+        .iter()
+        .find(|(p, h)| now.get(*p) != Some(h))
+    {
+        return Err(EngineError::FileChanged { path: path.clone() });
+    }
+    let (content_hash, files) = ws.artifacts().commit(out)?;
+    let manifest = Manifest {
+        content_hash,
+        files,
+        stage: stage.name.clone(),
+        kind: stage.kind.kind().to_owned(),
+        fingerprint: prepared.fingerprint.clone(),
+        key: serde_json::to_value(&prepared.key).unwrap_or_default(),
+        started_at,
+        duration_ms: took.as_millis() as u64,
+        log: Some(log),
+        metrics: serde_json::Value::Null,
+    };
+    ws.index().put_manifest(&manifest)?;
+    Ok(manifest)
+}

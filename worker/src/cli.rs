@@ -1,0 +1,29 @@
+//! The worker's command line. The engine starts it as `yiflow-worker exec-stage` for the stage kinds
+//! whose tensor work needs LibTorch; people run `yiflow-worker doctor` to see what it finds.
+
+use clap::{Parser, Subcommand};
+
+/// Runs yiflow's LibTorch stages (pretraining, fine-tuning, serving) in their own process.
+///
+/// The `yiflow` binary starts it; you rarely run it by hand, except `yiflow-worker doctor`.
+#[derive(Debug, Parser)]
+#[command(name = "yiflow-worker", version, long_version = LONG_VERSION)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The version line with the LibTorch binding it was built with.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (tch 0.24.0, for PyTorch 2.11.0)"
+);
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs one stage as `yiflow run` describes it in the YIFLOW_* environment variables.
+    ExecStage,
+    /// Prints the LibTorch in use, whether CUDA is seen and how many devices, and checks that a
+    /// tensor computes on each.
+    Doctor,
+}

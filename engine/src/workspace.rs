@@ -89,13 +89,16 @@ impl Workspace {
     fn open_read(root: PathBuf) -> Result<Workspace, StoreError> {
         let index_dir = root.join(INDEX);
         let snapshot = SledIndex::snapshot_path(&index_dir);
-        let live_holder = WorkspaceLock::holder(&root);
+        let mut live_holder = WorkspaceLock::holder(&root);
         let index = if live_holder.is_some() || !index_dir.exists() {
             // Held by a run, or never written: nothing to open (and nothing is created).
             SnapshotIndex::open(&snapshot)?
         } else {
             // Free: a fresh snapshot, without keeping sled open (a run may want it any moment).
-            SnapshotIndex::detached(&index_dir, READ_PATIENCE)?
+            let index = SnapshotIndex::detached(&index_dir, READ_PATIENCE)?;
+            // A run that started meanwhile is worth knowing about (a `running` record is then live).
+            live_holder = WorkspaceLock::holder(&root);
+            index
         };
         Ok(Workspace {
             index: Box::new(index),

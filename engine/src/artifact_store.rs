@@ -133,19 +133,43 @@ impl ArtifactStore {
     /// inode match the manifest is trusted without reading it; one whose stamp changed is read, and
     /// passes if its content still hashes the same.
     pub fn verify(&self, manifest: &Manifest) -> Verify {
+        self.check(manifest).0
+    }
+
+    /// [`ArtifactStore::verify`], and where a file's stamp changed but its content did not (the
+    /// workspace was copied, or restored from a backup), the new stamp goes into `manifest`, so
+    /// that storing it again makes the next check stat-only. Returns whether `manifest` changed.
+    pub fn verify_restamp(&self, manifest: &mut Manifest) -> (Verify, bool) {
+        let (verdict, restamped) = self.check(manifest);
+        if verdict != Verify::Intact || restamped.is_empty() {
+            return (verdict, false);
+        }
+        for (i, mtime_ns, ino) in restamped {
+            manifest.files[i].mtime_ns = mtime_ns;
+            manifest.files[i].ino = ino;
+        }
+        (verdict, true)
+    }
+
+    /// The verdict, and the (index, mtime, inode) of files that were read and found unchanged.
+    fn check(&self, manifest: &Manifest) -> (Verify, Vec<(usize, i128, u64)>) {
         let dir = self.path(&manifest.content_hash);
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Verify::Missing,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Verify::Missing,
-            Err(e) => return Verify::Modified(vec![format!("cannot read {}: {e}", dir.display())]),
+            Ok(_) => return (Verify::Missing, Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return (Verify::Missing, Vec::new()),
+            Err(e) => {
+                let problem = format!("cannot read {}: {e}", dir.display());
+                return (Verify::Modified(vec![problem]), Vec::new());
+            }
         }
         let mut found = match walk_metadata(&dir) {
             Ok(found) => found,
-            Err(e) => return Verify::Modified(vec![e.to_string()]),
+            Err(e) => return (Verify::Modified(vec![e.to_string()]), Vec::new()),
         };
         let mut problems = Vec::new();
-        for entry in &manifest.files {
+        let mut restamped = Vec::new();
+        for (i, entry) in manifest.files.iter().enumerate() {
             let meta = match found.remove(&entry.path) {
                 None => {
                     problems.push(format!("{} (deleted)", entry.path));
@@ -163,15 +187,17 @@ impl ArtifactStore {
                 problems.push(format!("{} (permissions changed)", entry.path));
             } else if mtime_ns(&meta) == entry.mtime_ns && meta.ino() == entry.ino {
                 // Unchanged stamp: trusted without a read.
-            } else if !content_matches(&dir.join(&entry.path), &entry.hash) {
+            } else if content_matches(&dir.join(&entry.path), &entry.hash) {
+                restamped.push((i, mtime_ns(&meta), meta.ino()));
+            } else {
                 problems.push(format!("{} (changed)", entry.path));
             }
         }
         problems.extend(found.into_keys().map(|path| format!("{path} (added)")));
         if problems.is_empty() {
-            Verify::Intact
+            (Verify::Intact, restamped)
         } else {
-            Verify::Modified(problems)
+            (Verify::Modified(problems), restamped)
         }
     }
 
@@ -522,12 +548,23 @@ mod tests {
     }
 
     #[test]
-    fn a_touched_but_unchanged_file_still_verifies() {
+    fn a_touched_but_unchanged_file_still_verifies_and_can_be_restamped() {
         let (ws, store) = store();
         let (hash, files) = store.commit(&output(ws.path(), "run-1", "")).unwrap();
         let later = SystemTime::now() + Duration::from_secs(5);
-        edit(&store.path(&hash).join("a.txt"), b"alpha", Some(later));
-        assert_eq!(store.verify(&manifest(&hash, files)), Verify::Intact);
+        let path = store.path(&hash).join("a.txt");
+        edit(&path, b"alpha", Some(later));
+        let mut manifest = manifest(&hash, files);
+        assert_eq!(store.verify(&manifest), Verify::Intact);
+
+        assert_eq!(store.verify_restamp(&mut manifest), (Verify::Intact, true));
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(manifest.files[0].mtime_ns, mtime_ns(&meta));
+        assert_eq!(store.verify_restamp(&mut manifest), (Verify::Intact, false));
+        // Restamped, it is trusted by its stamp again: a same-size edit with the mtime put back
+        // goes unread.
+        edit(&path, b"ALPHA", Some(later));
+        assert_eq!(store.verify(&manifest), Verify::Intact);
     }
 
     #[test]

@@ -26,7 +26,13 @@ impl FileHasher {
     pub fn hash(index: &dyn Index, path: &Path) -> Result<String, StoreError> {
         let path = std::path::absolute(path).map_err(|e| StoreError::io("resolve", path, e))?;
         let mut before = Self::stamp(&path)?;
-        if let Some(known) = index.file_stamp(&path)?
+        // An undecodable stamp is as good as none: the file is hashed again and the stamp replaced.
+        let known = match index.file_stamp(&path) {
+            Ok(known) => known,
+            Err(StoreError::Corrupt { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(known) = known
             && (known.size, known.mtime_ns, known.ino) == before
         {
             return Ok(known.hash);

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 use crate::{FileStamp, Index, Manifest, StageRecord, StoreError};
 
@@ -79,12 +79,21 @@ impl SledIndex {
         let db = loop {
             match sled::Config::new().path(dir).open() {
                 Ok(db) => break db,
-                Err(e) if is_lock_busy(&e) && Instant::now() < deadline => {
+                Err(e) if is_lock_busy(&e) => {
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::IndexBusy {
+                            path: dir.to_path_buf(),
+                            waited_s: patience.as_secs(),
+                        });
+                    }
                     std::thread::sleep(Duration::from_millis(25));
                 }
                 Err(e) => return Err(StoreError::sled(dir, e)),
             }
         };
+        // Holding the database, this process is the only snapshot writer: any temporary snapshot
+        // is a leftover of a killed one.
+        remove_snapshot_leftovers(&snapshot_path(dir));
         let tree = |name: &str| db.open_tree(name).map_err(|e| StoreError::sled(dir, e));
         let journal_path = journal_path(dir);
         replay_journal(&journal_path, &db, dir)?;
@@ -100,14 +109,16 @@ impl SledIndex {
             stages: tree("stages")?,
             files: tree("files")?,
             db,
-            state: Mutex::new(WriterState::default()),
+            // Snapshot soon after opening, in the background: there may be none yet, or the last
+            // holder was killed before its latest writes reached it.
+            state: Mutex::new(WriterState {
+                dirty: true,
+                stop: false,
+            }),
             wake: Condvar::new(),
             writing: Mutex::new(()),
             journal: Mutex::new(journal),
         });
-        // Written at once: there may be none yet, or the last holder was killed before its latest
-        // writes reached the snapshot.
-        shared.write_snapshot()?;
         let writer = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -266,6 +277,28 @@ fn snapshot_path(dir: &Path) -> PathBuf {
     parent.join("index.snapshot.json")
 }
 
+/// The snapshot's temporary file for this process.
+fn snapshot_tmp(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(format!(".tmp-{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+fn remove_snapshot_leftovers(snapshot: &Path) {
+    let (Some(parent), Some(name)) = (snapshot.parent(), snapshot.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn describe(what: &str, key: &[u8]) -> String {
     format!(
         "{what} `{}`",
@@ -275,7 +308,7 @@ fn describe(what: &str, key: &[u8]) -> String {
 
 /// Whether opening failed because another process has the database open.
 pub(crate) fn is_busy(error: &StoreError) -> bool {
-    matches!(error, StoreError::Sled { source, .. } if is_lock_busy(source))
+    matches!(error, StoreError::IndexBusy { .. })
 }
 
 /// sled reports a database that another process has open as an `Other` I/O error.
@@ -452,15 +485,12 @@ impl Shared {
             let mut first = true;
             for item in tree {
                 let (key, value) = item.map_err(|e| StoreError::sled(&self.dir, e))?;
-                // Values are our own JSON; splice them in as they are, skipping a record that no
-                // longer parses (the live index reports it) and keys that are not UTF-8 paths (their
-                // files are simply hashed again by a reader).
+                // Values are our own JSON (serde_json wrote them, sled checksums them): spliced in as
+                // they are. A key that is not UTF-8 (a file path) is left out; a reader just hashes
+                // that file again.
                 let Ok(key) = std::str::from_utf8(&key) else {
                     continue;
                 };
-                if serde_json::from_slice::<IgnoredAny>(&value).is_err() {
-                    continue;
-                }
                 if !first {
                     out.push(b',');
                 }
@@ -473,9 +503,7 @@ impl Shared {
         }
         out.extend_from_slice(b"}\n");
 
-        let tmp = self
-            .snapshot
-            .with_extension(format!("json.tmp-{}", std::process::id()));
+        let tmp = snapshot_tmp(&self.snapshot);
         fs::write(&tmp, &out).map_err(|e| StoreError::io("write", &tmp, e))?;
         fs::rename(&tmp, &self.snapshot).map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -577,10 +605,11 @@ pub(crate) mod tests {
     fn the_snapshot_mirrors_the_index_after_flush_and_drop() {
         let ws = tempfile::tempdir().unwrap();
         let dir = ws.path().join("index");
+        // What a process killed while writing a snapshot leaves.
+        fs::write(ws.path().join("index.snapshot.json.tmp-99999"), "{\"form").unwrap();
         let index = SledIndex::open(&dir).unwrap();
         let snapshot = ws.path().join("index.snapshot.json");
         assert_eq!(SledIndex::snapshot_path(&dir), snapshot);
-        assert!(snapshot.exists(), "a snapshot is written on open");
         index.put_manifest(&manifest("fp1", "c1")).unwrap();
         index
             .put_stage_record(&record("r", "a", RunState::Running))
@@ -636,8 +665,11 @@ pub(crate) mod tests {
         let dir = ws.path().join("index");
         let held = test_child::spawn("sled_index::tests::child_holds_index", &dir);
 
-        let busy = SledIndex::open_within(&dir, Duration::ZERO);
-        assert!(busy.is_err(), "sled admits one process at a time");
+        let busy = SledIndex::open_within(&dir, Duration::ZERO).err();
+        assert!(
+            matches!(busy, Some(StoreError::IndexBusy { .. })),
+            "sled admits one process at a time"
+        );
         let view = SnapshotIndex::open(&SledIndex::snapshot_path(&dir)).unwrap();
         assert_eq!(
             view.manifest("from-child").unwrap(),
@@ -667,9 +699,6 @@ pub(crate) mod tests {
         let error = index.manifest("bad").unwrap_err();
         assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
         assert!(error.to_string().contains("manifest `bad`"), "{error}");
-        // The snapshot leaves the bad record out rather than becoming unreadable.
-        index.flush().unwrap();
-        let view = SnapshotIndex::open(&SledIndex::snapshot_path(&dir)).unwrap();
-        assert_eq!(view.manifest("bad").unwrap(), None);
+        assert!(index.manifests().is_err(), "listing reports it too");
     }
 }

@@ -1,26 +1,35 @@
-//! A read-only [`Index`] over the JSON snapshot that [`SledIndex`](crate::SledIndex) keeps beside its
-//! database: what `yiflow status`, `plan` and `log` read while a run holds the workspace (sled admits
-//! one process at a time). It is at most ~250 ms behind the run; writes return
-//! [`StoreError::ReadOnly`].
+//! A read-only [`Index`] over the JSON snapshot that [`SledIndex`] keeps beside its database: what
+//! `yiflow status`, `plan` and `log` read (sled admits one process at a time). While a run holds the
+//! workspace it is at most ~250 ms behind the run, and writes return [`StoreError::ReadOnly`].
+//!
+//! When no run holds the workspace, readers use a *detached* view: the snapshot refreshed from sled,
+//! which is closed again at once, so that a reader that takes its time (a `plan` hashing a large
+//! corpus) never keeps a run from opening the index. The file stamps such a reader learns are written
+//! back when it is done, if the index is still free, so the hashing is not repeated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::sled_index::{SNAPSHOT_FORMAT, stage_key};
-use crate::{FileStamp, Index, Manifest, StageRecord, StoreError};
+use crate::{FileStamp, Index, Manifest, SledIndex, StageRecord, StoreError, WorkspaceLock};
 
 /// The index as of its last snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SnapshotIndex {
     path: PathBuf,
     manifests: HashMap<String, Manifest>,
     /// By `recipe\0stage`, ordered like the live index.
     stages: BTreeMap<String, StageRecord>,
     files: HashMap<String, FileStamp>,
+    /// For a detached view: the sled folder that learned file stamps go back to.
+    write_back: Option<PathBuf>,
+    learned: Mutex<HashMap<PathBuf, FileStamp>>,
 }
 
 #[derive(Deserialize)]
@@ -40,10 +49,7 @@ impl SnapshotIndex {
         let text = match fs::read(path) {
             Ok(text) => text,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(SnapshotIndex {
-                    path: path.to_path_buf(),
-                    ..SnapshotIndex::default()
-                });
+                return Ok(SnapshotIndex::empty(path));
             }
             Err(e) => return Err(StoreError::io("read", path, e)),
         };
@@ -59,12 +65,68 @@ impl SnapshotIndex {
                 serde::de::Error::custom("unknown snapshot format"),
             ));
         }
-        Ok(SnapshotIndex {
+        let mut view = SnapshotIndex::empty(path);
+        view.manifests = snapshot.manifests;
+        view.stages = snapshot.stages;
+        view.files = snapshot.files;
+        Ok(view)
+    }
+
+    fn empty(path: &Path) -> Self {
+        SnapshotIndex {
             path: path.to_path_buf(),
-            manifests: snapshot.manifests,
-            stages: snapshot.stages,
-            files: snapshot.files,
-        })
+            manifests: HashMap::new(),
+            stages: BTreeMap::new(),
+            files: HashMap::new(),
+            write_back: None,
+            learned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A view of the index in the sled folder `dir` while no run holds it: its snapshot is
+    /// refreshed from sled (waiting up to `patience` for another reader doing the same), then read.
+    /// File stamps put into the view are written back to `dir` on [`Index::flush`] and drop.
+    pub fn detached(dir: &Path, patience: Duration) -> Result<Self, StoreError> {
+        match SledIndex::open_within(dir, patience) {
+            // Dropping it writes the snapshot it would otherwise write in the background.
+            Ok(index) => drop(index),
+            // A run took the index meanwhile, or another reader is refreshing the snapshot:
+            // the snapshot on disk is as fresh as a reader can have.
+            Err(e) if crate::sled_index::is_busy(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let mut view = Self::open(&SledIndex::snapshot_path(dir))?;
+        view.write_back = Some(dir.to_path_buf());
+        Ok(view)
+    }
+
+    /// Writes learned file stamps to the index, unless a run holds it now (the run then hashes
+    /// those files itself, once).
+    fn write_back(&self) -> Result<(), StoreError> {
+        let Some(dir) = &self.write_back else {
+            return Ok(());
+        };
+        let learned = std::mem::take(&mut *self.lock_learned());
+        if learned.is_empty() {
+            return Ok(());
+        }
+        let root = dir.parent().unwrap_or(Path::new("."));
+        if WorkspaceLock::holder(root).is_some() {
+            return Ok(());
+        }
+        let index = match SledIndex::open_within(dir, Duration::ZERO) {
+            Ok(index) => index,
+            Err(e) if crate::sled_index::is_busy(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for (path, stamp) in &learned {
+            index.put_file_stamp(path, stamp)?;
+        }
+        index.flush()
+    }
+
+    fn lock_learned(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FileStamp>> {
+        self.learned.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The snapshot file read.
@@ -105,16 +167,34 @@ impl Index for SnapshotIndex {
     }
 
     fn file_stamp(&self, path: &Path) -> Result<Option<FileStamp>, StoreError> {
+        if let Some(stamp) = self.lock_learned().get(path) {
+            return Ok(Some(stamp.clone()));
+        }
         Ok(path.to_str().and_then(|path| self.files.get(path)).cloned())
     }
 
-    fn put_file_stamp(&self, _: &Path, _: &FileStamp) -> Result<(), StoreError> {
-        Err(StoreError::ReadOnly)
+    /// Rejected, except in a detached view: a stamp is a fact about a file that stays true whoever
+    /// writes it down, so it is safe to write back later.
+    fn put_file_stamp(&self, path: &Path, stamp: &FileStamp) -> Result<(), StoreError> {
+        if self.write_back.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        self.lock_learned()
+            .insert(path.to_path_buf(), stamp.clone());
+        Ok(())
     }
 
-    /// Nothing to make durable: the view never changes.
+    /// A detached view writes back the file stamps it learned; otherwise nothing to do.
     fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.write_back()
+    }
+}
+
+impl Drop for SnapshotIndex {
+    fn drop(&mut self) {
+        if let Err(e) = self.write_back() {
+            tracing::debug!("file stamps learned while reading were not kept: {e}");
+        }
     }
 }
 

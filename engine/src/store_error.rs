@@ -40,6 +40,14 @@ pub enum StoreError {
         source: sled::Error,
     },
 
+    /// Another process kept the sled database open for longer than a reader should.
+    #[error(
+        "failed to open the index {}: another process has had it open for {waited_s} s (sled admits \
+         one process at a time); run again when it has finished",
+        path.display()
+    )]
+    IndexBusy { path: PathBuf, waited_s: u64 },
+
     /// A record of the index (or of the snapshot file) does not decode.
     #[error("failed to decode {what} in {}: {source} (the record is corrupt; `yiflow gc` or deleting the workspace folder clears it)", path.display())]
     Corrupt {

@@ -31,7 +31,8 @@ use crate::{
 pub enum Access {
     /// Exclusive: takes the workspace lock (a run, `gc`).
     Write,
-    /// Shared: never waits for or disturbs a run that holds the workspace.
+    /// Shared: never waits for or disturbs a run that holds the workspace, and never keeps the
+    /// index open (a run starting meanwhile opens it at once). Reads come from the index snapshot.
     Read,
 }
 
@@ -89,22 +90,18 @@ impl Workspace {
         let index_dir = root.join(INDEX);
         let snapshot = SledIndex::snapshot_path(&index_dir);
         let mut live_holder = WorkspaceLock::holder(&root);
-        let index: Box<dyn Index> = if live_holder.is_some() || !index_dir.exists() {
+        let index = if live_holder.is_some() || !index_dir.exists() {
             // Held by a run, or never written: nothing to open (and nothing is created).
-            Box::new(SnapshotIndex::open(&snapshot)?)
+            SnapshotIndex::open(&snapshot)?
         } else {
-            match SledIndex::open_within(&index_dir, READ_PATIENCE) {
-                Ok(index) => Box::new(index),
-                // A run took the workspace in the meantime, or another reader has the index open.
-                Err(e) if crate::sled_index::is_busy(&e) => {
-                    live_holder = WorkspaceLock::holder(&root);
-                    Box::new(SnapshotIndex::open(&snapshot)?)
-                }
-                Err(e) => return Err(e),
-            }
+            // Free: a fresh snapshot, without keeping sled open (a run may want it any moment).
+            let index = SnapshotIndex::detached(&index_dir, READ_PATIENCE)?;
+            // A run that started meanwhile is worth knowing about (a `running` record is then live).
+            live_holder = WorkspaceLock::holder(&root);
+            index
         };
         Ok(Workspace {
-            index,
+            index: Box::new(index),
             artifacts: ArtifactStore::new(root.join(ARTIFACTS)),
             lock: None,
             took_over: None,
@@ -115,7 +112,9 @@ impl Workspace {
         })
     }
 
-    /// The index (read-only when opened for reading while a run holds the workspace).
+    /// The index. Opened for reading, it is a [`SnapshotIndex`]: reads work, writes are refused,
+    /// except file stamps while no run holds the workspace (written back when the workspace is
+    /// dropped).
     pub fn index(&self) -> &dyn Index {
         self.index.as_ref()
     }
@@ -246,7 +245,13 @@ mod tests {
     use super::*;
     use crate::sled_index::tests::{manifest, record};
     use crate::workspace_lock::test_child;
-    use crate::{Manifest, RunState};
+    use crate::{FileHasher, Manifest, RunState};
+
+    #[test]
+    fn a_workspace_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Workspace>();
+    }
 
     #[test]
     fn writing_creates_the_layout_and_clears_leftovers() {
@@ -313,13 +318,50 @@ mod tests {
     }
 
     #[test]
-    fn reading_a_free_workspace_opens_the_live_index() {
+    fn a_reader_of_a_free_workspace_never_blocks_a_run_and_keeps_what_it_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        drop(Workspace::open(dir.path(), Access::Write, "yiflow run a.kdl").unwrap());
-        let reader = Workspace::open(dir.path(), Access::Read, "yiflow status a.kdl").unwrap();
+        let input = dir.path().join("corpus.txt");
+        fs::write(&input, "many tokens").unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_hours(1);
+        fs::File::options()
+            .write(true)
+            .open(&input)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        {
+            let ws = Workspace::open(dir.path(), Access::Write, "yiflow run a.kdl").unwrap();
+            ws.index().put_manifest(&manifest("fp", "c")).unwrap();
+        }
+
+        let reader = Workspace::open(dir.path(), Access::Read, "yiflow plan a.kdl").unwrap();
         assert_eq!(reader.live_holder(), None);
-        // The live index accepts writes (e.g. file stamps that `plan` learns).
-        reader.index().put_manifest(&manifest("fp", "c")).unwrap();
+        assert!(
+            reader.index().manifest("fp").unwrap().is_some(),
+            "sees the last run"
+        );
+        let hash = FileHasher::hash(reader.index(), &input).unwrap();
+        assert!(matches!(
+            reader.index().put_manifest(&manifest("x", "y")),
+            Err(StoreError::ReadOnly)
+        ));
+        drop(reader);
+        // What the reader hashed is remembered for the next run.
+        let ws = Workspace::open(dir.path(), Access::Write, "yiflow run a.kdl").unwrap();
+        let stamp = ws
+            .index()
+            .file_stamp(&input)
+            .unwrap()
+            .expect("stamp written back");
+        assert_eq!(stamp.hash, hash);
+        drop(ws);
+
+        // A reader that is still busy does not keep a run from opening the index.
+        let reader = Workspace::open(dir.path(), Access::Read, "yiflow plan a.kdl").unwrap();
+        let ws = Workspace::open(dir.path(), Access::Write, "yiflow run a.kdl").unwrap();
+        ws.index().put_manifest(&manifest("fp2", "c2")).unwrap();
+        drop(reader);
+        assert!(ws.index().manifest("fp2").unwrap().is_some());
     }
 
     #[test]

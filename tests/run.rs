@@ -464,3 +464,44 @@ fn only_and_force() {
         "b: a's forced rerun gave the same output"
     );
 }
+
+#[test]
+fn a_new_file_matching_a_glob_reruns_the_stage() {
+    let p = Project::new(
+        r#"stage all kind=command { files "data/*.txt"; run "cat data/*.txt > $YIFLOW_OUT/all" }"#,
+    );
+    p.write("data/a.txt", "a\n");
+    assert_eq!(ran(&p.yiflow("run", &[])), ["all"]);
+    let again = p.yiflow("run", &[]);
+    assert!(ran(&again).is_empty(), "{}", again.stderr);
+    p.write("data/b.txt", "b\n");
+    let run = p.yiflow("run", &[]);
+    assert_eq!(ran(&run), ["all"], "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(artifact_of(&p, "all").join("all")).unwrap(),
+        "a\nb\n"
+    );
+}
+
+#[test]
+fn env_settings_and_input_names_reach_the_command() {
+    let p = Project::new(
+        r#"
+stage raw-data kind=command { run "echo raw > $YIFLOW_OUT/x" }
+stage use kind=command {
+    input raw-data
+    env GREETING="hello world" LEVEL="3"
+    run "echo \"$GREETING $LEVEL $(cat $YIFLOW_IN_raw_data/x)\" > $YIFLOW_OUT/y"
+}
+"#,
+    );
+    let run = p.yiflow("run", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(artifact_of(&p, "use").join("y")).unwrap(),
+        "hello world 3 raw\n"
+    );
+    p.set_recipe(&p.read("recipe.kdl").replace("LEVEL=\"3\"", "LEVEL=\"4\""));
+    let v = verdicts(&p);
+    assert_eq!(v[1].2, ["param `env.LEVEL` \"3\" -> \"4\""]);
+}

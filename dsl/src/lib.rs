@@ -18,7 +18,7 @@ mod stage_decl;
 mod syntax;
 
 pub use error::{RecipeError, RecipeErrors, did_you_mean};
-pub use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+pub use kdl::{KdlDocument, KdlEntry, KdlIdentifier, KdlNode, KdlValue};
 pub use miette::{NamedSource, SourceSpan};
 pub use model_decl::ModelDecl;
 pub use node_ext::{FromValue, NodeExt, parse_count};

@@ -49,7 +49,7 @@ impl Stage for Command {
                     let names: Vec<&str> = node
                         .entries()
                         .iter()
-                        .filter_map(|e| e.name().map(|n| n.value()))
+                        .filter_map(|e| e.name().map(yiflow_dsl::KdlIdentifier::value))
                         .collect();
                     node.check_entries(0, &names, sink);
                     for entry in node.entries() {

@@ -87,7 +87,8 @@ impl Reporter {
                     .expect("reporter lock")
                     .insert(stage.to_owned(), bar);
             }
-            None => eprintln!("start   {stage} {detail}"),
+            None if detail.is_empty() => eprintln!("start   {stage}"),
+            None => eprintln!("start   {stage} on {detail}"),
         }
     }
 

@@ -110,8 +110,8 @@ fn plan(path: &Path, explain: bool, format: PlanFormat) -> i32 {
             Status::Cached => "cached",
             Status::Run => "run   ",
         };
-        let reasons = v.reasons.join("; ");
-        println!("{status}  {:width$}  {reasons}", v.stage);
+        let line = format!("{status}  {:width$}  {}", v.stage, v.reasons.join("; "));
+        println!("{}", line.trim_end());
         if explain {
             if let Some(fp) = &v.fingerprint {
                 println!("        fingerprint {fp}");
@@ -418,7 +418,7 @@ fn gc(path: &Path, dry_run: bool) -> i32 {
     };
     match ws.gc(dry_run) {
         Ok(report) => {
-            println!("{}{report}", if dry_run { "would remove: " } else { "" });
+            println!("{report}");
             OK
         }
         Err(e) => {

@@ -17,7 +17,8 @@ use tracing::{debug, info_span, warn};
 use crate::local_executor::{ExitOutcome, ProcessSpec, Programs, run_local};
 use crate::stage_key::{Prepared, hash_files, prepare};
 use crate::{
-    DevicePool, EngineError, Manifest, Plan, Reporter, RunState, StageIo, StageRecord, Workspace,
+    DevicePool, EngineError, Launch, Manifest, Plan, Reporter, RunState, StageIo, StageRecord,
+    Workspace,
 };
 
 /// What `yiflow run` was asked to do.
@@ -389,9 +390,13 @@ impl Scheduler {
             let params = serde_json::to_vec_pretty(&stage.params).unwrap_or_default();
             std::fs::write(&params_file, params)
                 .map_err(|e| EngineError::io("write", &params_file, e))?;
+            // Only training kinds (in the worker) checkpoint; others need no folder.
+            let launch = stage.kind.launch(&stage.params);
             let checkpoints = self.ws.checkpoints_dir(&prepared.fingerprint);
-            std::fs::create_dir_all(&checkpoints)
-                .map_err(|e| EngineError::io("create", &checkpoints, e))?;
+            if launch == Launch::Worker {
+                std::fs::create_dir_all(&checkpoints)
+                    .map_err(|e| EngineError::io("create", &checkpoints, e))?;
+            }
             let io = StageIo {
                 stage: stage.name.clone(),
                 kind: stage.kind.kind().to_owned(),
@@ -415,7 +420,6 @@ impl Scheduler {
                 recipe_dir: self.plan.recipe.dir.clone(),
                 params_file,
             };
-            let launch = stage.kind.launch(&stage.params);
             let (program, args, extra_env) = self.programs.command_for(&launch);
             let mut env = io.to_env();
             env.extend(extra_env);

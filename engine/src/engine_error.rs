@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{DeviceError, StoreError};
+use crate::{DeviceError, SlurmError, StoreError};
 
 /// Why the engine itself could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +11,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error(transparent)]
+    Slurm(#[from] SlurmError),
     #[error("failed to {action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -20,6 +20,8 @@ mod reporter;
 mod scheduler;
 mod sled_index;
 mod slurm;
+mod slurm_executor;
+mod slurm_journal;
 mod snapshot_index;
 mod stage;
 mod stage_key;
@@ -47,6 +49,10 @@ pub use reporter::{Reporter, format_duration};
 pub use scheduler::{Control, Failure, RunOptions, RunSummary, Scheduler};
 pub use sled_index::SledIndex;
 pub use slurm::{JobId, JobOutcome, JobState, Slurm, SlurmError, SlurmJobSpec};
+pub use slurm_executor::{
+    JobEvent, MAX_RESUBMITS, SlurmExecutor, SlurmStage, UNKNOWN_PATIENCE, local_only,
+};
+pub use slurm_journal::JobJournal;
 pub use snapshot_index::SnapshotIndex;
 pub use stage::{DecodeCx, ExecError, Launch, Stage, StageIo, input_var};
 pub use store_error::StoreError;

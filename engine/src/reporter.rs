@@ -130,6 +130,28 @@ impl Reporter {
         ));
     }
 
+    /// A stage's Slurm job was submitted, or found again from an earlier run.
+    pub fn submitted(&self, stage: &str, job: &str, attached: bool) {
+        let how = if attached {
+            "re-attached to"
+        } else {
+            "submitted as"
+        };
+        self.set_message(stage, &format!("slurm job {job}"));
+        self.line(&format!("submit  {stage}: {how} slurm job {job}"));
+    }
+
+    /// What Slurm says of a stage's job, on its live bar (plain output stays quiet).
+    pub fn job_state(&self, stage: &str, job: &str, state: &str) {
+        self.set_message(stage, &format!("slurm job {job} {state}"));
+    }
+
+    fn set_message(&self, stage: &str, text: &str) {
+        if let Some(bar) = self.bars.lock().expect("reporter lock").get(stage) {
+            bar.set_message(text.to_owned());
+        }
+    }
+
     pub fn cancelled(&self, stage: &str) {
         self.finish_bar(stage);
         self.line(&format!("stopped {stage}"));

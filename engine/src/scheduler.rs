@@ -14,11 +14,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn};
 
+use yiflow_dsl::{ExecutorDecl, SlurmDecl};
+
 use crate::local_executor::{ExitOutcome, ProcessSpec, Programs, run_local};
 use crate::stage_key::{Prepared, hash_files, prepare};
 use crate::{
-    DevicePool, EngineError, Launch, Manifest, Plan, Reporter, RunState, StageIo, StageRecord,
-    Workspace,
+    DevicePool, EngineError, JobEvent, JobJournal, Launch, Manifest, Plan, Reporter, RunState,
+    Slurm, SlurmExecutor, SlurmJobSpec, SlurmStage, StageIo, StageRecord, Workspace, local_only,
 };
 
 /// What `yiflow run` was asked to do.
@@ -123,6 +125,17 @@ struct Attempt {
     cancel: CancellationToken,
     /// Content hash of the stage's previous artifact, to say when a rerun changed nothing.
     previous: Option<String>,
+    /// Runs as a Slurm job (and so counts against neither `-j` nor the device pool).
+    slurm: bool,
+}
+
+/// Where Slurm stages' tasks send their job events.
+type JobEvents = mpsc::UnboundedSender<(usize, JobEvent)>;
+
+/// What a launched stage runs.
+enum Job {
+    Local(Box<ProcessSpec>),
+    Slurm(Box<SlurmStage>),
 }
 
 enum Event {
@@ -148,6 +161,12 @@ pub struct Scheduler {
     running: HashMap<usize, Attempt>,
     queue: Vec<usize>,
     tasks: JoinSet<Event>,
+    /// The Slurm executor, when a selected stage runs under Slurm.
+    slurm: Option<Arc<SlurmExecutor>>,
+    /// Job events of Slurm stages, by stage index.
+    job_events: (JobEvents, mpsc::UnboundedReceiver<(usize, JobEvent)>),
+    /// The Slurm job id of each stage's current run.
+    job_ids: Vec<Option<String>>,
     draining: bool,
     summary: RunSummary,
 }
@@ -177,7 +196,13 @@ impl Scheduler {
             let keep = plan.with_upstream(&opts.only);
             (0..n).map(|i| keep.contains(&i)).collect()
         };
+        let mut uses_slurm = false;
         for stage in plan.stages.iter().filter(|s| selected[s.index]) {
+            if matches!(stage.executor, ExecutorDecl::Slurm(_)) {
+                // Slurm gives a job its GPUs; the local pool is not asked.
+                uses_slurm = true;
+                continue;
+            }
             pool.check(&stage.name, stage.decl.gpus)?;
             if stage.decl.gpus > 0 && pool.cpu_fallback() {
                 reporter.warn(&format!(
@@ -186,8 +211,27 @@ impl Scheduler {
                 ));
             }
         }
+        let slurm = if uses_slurm {
+            let slurm = Slurm::new();
+            let version = slurm.version()?;
+            debug!(%version, "slurm executor");
+            if let Some(why) = local_only(ws.root()) {
+                reporter.warn(&format!(
+                    "the workspace {} does not look shared with the cluster's nodes: {why}; Slurm jobs \
+                     on another node would not find their inputs or write their outputs there (set \
+                     `workspace` to a folder on a shared filesystem)",
+                    ws.root().display()
+                ));
+            }
+            Some(Arc::new(SlurmExecutor::new(slurm)))
+        } else {
+            None
+        };
         opts.jobs = opts.jobs.max(1);
         Ok(Self {
+            slurm,
+            job_events: mpsc::unbounded_channel(),
+            job_ids: vec![None; n],
             state: vec![State::Waiting; n],
             selected,
             prepared: vec![None; n],
@@ -226,6 +270,8 @@ impl Scheduler {
                 break;
             }
             let event = tokio::select! {
+                // Job events first: one sent before its stage ended is handled before the end.
+                biased;
                 () = cancel.cancelled(), if !self.summary.interrupted => {
                     self.summary.interrupted = true;
                     self.draining = true;
@@ -239,6 +285,10 @@ impl Scheduler {
                         Some(Control::Replan(plan)) => self.replan(plan),
                         None => control_open = false,
                     }
+                    continue;
+                }
+                Some((i, event)) = self.job_events.1.recv() => {
+                    self.on_job_event(i, event);
                     continue;
                 }
                 Some(joined) = self.tasks.join_next() => match joined {
@@ -368,8 +418,19 @@ impl Scheduler {
             return;
         }
         let mut k = 0;
-        while k < self.queue.len() && self.running.len() < self.opts.jobs {
+        while k < self.queue.len() {
             let i = self.queue[k];
+            if matches!(self.plan.stages[i].executor, ExecutorDecl::Slurm(_)) {
+                // Slurm queues the job itself: submitted at once, whatever `-j` says.
+                self.queue.remove(k);
+                self.launch(i, Vec::new());
+                continue;
+            }
+            let local = self.running.values().filter(|a| !a.slurm).count();
+            if local >= self.opts.jobs {
+                k += 1;
+                continue;
+            }
             match self.pool.take(self.plan.stages[i].decl.gpus) {
                 Some(devices) => {
                     self.queue.remove(k);
@@ -384,8 +445,30 @@ impl Scheduler {
         let stage = &self.plan.stages[i];
         let prepared = self.prepared[i].as_ref().expect("prepared before queued");
         let _span = info_span!("stage", stage = %stage.name).entered();
-        let result = (|| -> Result<(PathBuf, String, ProcessSpec), EngineError> {
-            let run_dir = self.ws.new_run_dir(&stage.name)?;
+        let slurm_decl = match &stage.executor {
+            ExecutorDecl::Slurm(decl) => Some(decl),
+            ExecutorDecl::Local => None,
+        };
+        let result = (|| -> Result<(PathBuf, String, u64, Job), EngineError> {
+            // A Slurm stage works in a folder that outlives the engine (see `Workspace::slurm_job_dir`);
+            // a journal there from a killed run of the same fingerprint is the job to re-attach to.
+            let (run_dir, journal) = if slurm_decl.is_some() {
+                let dir = self.ws.slurm_job_dir(&stage.name, &prepared.fingerprint);
+                let journal = JobJournal::load(&dir)
+                    .filter(|j| j.fingerprint == prepared.fingerprint && j.stage == stage.name);
+                if journal.is_none() {
+                    if dir.exists() {
+                        std::fs::remove_dir_all(&dir)
+                            .map_err(|e| EngineError::io("clear", &dir, e))?;
+                    }
+                    let out = dir.join("out");
+                    std::fs::create_dir_all(&out)
+                        .map_err(|e| EngineError::io("create", &out, e))?;
+                }
+                (dir, journal)
+            } else {
+                (self.ws.new_run_dir(&stage.name)?, None)
+            };
             let params_file = run_dir.join("params.json");
             let params = serde_json::to_vec_pretty(&stage.params).unwrap_or_default();
             std::fs::write(&params_file, params)
@@ -426,30 +509,60 @@ impl Scheduler {
             let log_dir = self.ws.logs_dir().join(&stage.name);
             std::fs::create_dir_all(&log_dir)
                 .map_err(|e| EngineError::io("create", &log_dir, e))?;
-            let started_at = now_ms();
-            let log_name = format!("{started_at}-{}.log", &prepared.fingerprint[..12]);
-            let log_path = log_dir.join(&log_name);
-            let header = format!(
-                "# yiflow: stage `{}` (kind {}), fingerprint {}\n# command: {} {}\n",
-                stage.name,
-                stage.kind.kind(),
-                prepared.fingerprint,
-                program.display(),
-                args.join(" ")
-            );
-            std::fs::write(&log_path, header)
-                .map_err(|e| EngineError::io("write", &log_path, e))?;
-            let spec = ProcessSpec {
-                program,
-                args,
-                env,
-                cwd: self.plan.recipe.dir.clone(),
-                log: log_path,
-                executor: stage.executor.clone(),
+            let (log, started_at) = if let Some(journal) = &journal {
+                (journal.log.clone(), journal.started_at)
+            } else {
+                let started_at = now_ms();
+                let log_name = format!("{started_at}-{}.log", &prepared.fingerprint[..12]);
+                let log_path = log_dir.join(&log_name);
+                let header = format!(
+                    "# yiflow: stage `{}` (kind {}), fingerprint {}\n# command: {} {}\n",
+                    stage.name,
+                    stage.kind.kind(),
+                    prepared.fingerprint,
+                    program.display(),
+                    args.join(" ")
+                );
+                std::fs::write(&log_path, header)
+                    .map_err(|e| EngineError::io("write", &log_path, e))?;
+                (format!("logs/{}/{log_name}", stage.name), started_at)
             };
-            Ok((run_dir, format!("logs/{}/{log_name}", stage.name), spec))
+            let log_path = self.ws.root().join(&log);
+            let job = match slurm_decl {
+                Some(decl) => Job::Slurm(Box::new(SlurmStage {
+                    spec: job_spec(
+                        decl,
+                        stage,
+                        &launch,
+                        &program,
+                        &args,
+                        env,
+                        &run_dir,
+                        &log_path,
+                        &self.plan.recipe.dir,
+                    ),
+                    journal: JobJournal {
+                        job: crate::JobId(0),
+                        recipe: self.plan.recipe.name.clone(),
+                        stage: stage.name.clone(),
+                        fingerprint: prepared.fingerprint.clone(),
+                        log: log.clone(),
+                        started_at,
+                    },
+                    dir: run_dir.clone(),
+                })),
+                None => Job::Local(Box::new(ProcessSpec {
+                    program,
+                    args,
+                    env,
+                    cwd: self.plan.recipe.dir.clone(),
+                    log: log_path,
+                    executor: stage.executor.clone(),
+                })),
+            };
+            Ok((run_dir, log, started_at, job))
         })();
-        let (run_dir, log, spec) = match result {
+        let (run_dir, log, started_at, job) = match result {
             Ok(r) => r,
             Err(e) => {
                 self.pool.give_back(devices);
@@ -458,6 +571,7 @@ impl Scheduler {
             }
         };
         self.attempts[i] += 1;
+        self.job_ids[i] = None;
         let previous = self
             .ws
             .index()
@@ -465,10 +579,9 @@ impl Scheduler {
             .ok()
             .flatten()
             .and_then(|r| r.content_hash);
-        let started_at = now_ms();
         self.record(i, RunState::Running, started_at, 0, Some(&log), None, None);
-        let detail = if devices.is_empty() {
-            String::new()
+        let detail = if slurm_decl.is_some() {
+            "slurm".to_owned()
         } else {
             devices.join(",")
         };
@@ -476,11 +589,28 @@ impl Scheduler {
         debug!(stage = %stage.name, "launching");
         let cancel = CancellationToken::new();
         let token = cancel.clone();
-        let programs = self.programs.clone();
-        self.tasks.spawn(async move {
-            let outcome = run_local(&programs, &spec, &token).await;
-            Event::Exited(i, outcome)
-        });
+        let slurm = matches!(job, Job::Slurm(_));
+        match job {
+            Job::Local(spec) => {
+                let programs = self.programs.clone();
+                self.tasks.spawn(async move {
+                    let outcome = run_local(&programs, &spec, &token).await;
+                    Event::Exited(i, outcome)
+                });
+            }
+            Job::Slurm(job) => {
+                let executor = self.slurm.clone().expect("a Slurm stage has an executor");
+                let events = self.job_events.0.clone();
+                self.tasks.spawn(async move {
+                    let report = move |event| {
+                        // The scheduler outlives its tasks; a send fails only while it shuts down.
+                        let _ = events.send((i, event));
+                    };
+                    let outcome = executor.run(*job, report, &token).await;
+                    Event::Exited(i, Ok(outcome))
+                });
+            }
+        }
         self.state[i] = State::Running;
         self.running.insert(
             i,
@@ -492,10 +622,50 @@ impl Scheduler {
                 devices,
                 cancel,
                 previous,
+                slurm,
             },
         );
     }
 
+    /// What a Slurm stage's job did: its id and state go into the index (for `yiflow status`).
+    fn on_job_event(&mut self, i: usize, event: JobEvent) {
+        let Some(attempt) = self.running.get(&i) else {
+            return;
+        };
+        let (started_at, log) = (attempt.started_at, attempt.log.clone());
+        let name = self.name(i).to_owned();
+        let detail = match event {
+            JobEvent::Submitted { job, attached } => {
+                self.job_ids[i] = Some(job.to_string());
+                self.reporter.submitted(&name, &job.to_string(), attached);
+                if attached {
+                    format!("slurm job {job} re-attached")
+                } else {
+                    format!("slurm job {job} submitted")
+                }
+            }
+            JobEvent::State { job, state } => {
+                let state = state.to_string();
+                self.reporter.job_state(&name, &job.to_string(), &state);
+                format!("slurm job {job} {state}")
+            }
+            JobEvent::Resubmitting { job, reason } => {
+                self.reporter.line(&format!(
+                    "retry   {name}: slurm job {job}: {reason}; submitting it again"
+                ));
+                format!("slurm job {job}: {reason}; submitting it again")
+            }
+        };
+        self.record(
+            i,
+            RunState::Running,
+            started_at,
+            0,
+            Some(&log),
+            Some(&detail),
+            None,
+        );
+    }
     fn on_exited(&mut self, i: usize, result: std::io::Result<ExitOutcome>) {
         let outcome = match result {
             Ok(o) => o,
@@ -674,7 +844,7 @@ impl Scheduler {
             duration_ms,
             log: log.map(str::to_owned),
             detail: detail.map(str::to_owned),
-            job_id: None,
+            job_id: self.job_ids[i].clone(),
         };
         if let Err(e) = self.ws.index().put_stage_record(&record) {
             self.reporter
@@ -792,4 +962,52 @@ fn commit(
     };
     ws.index().put_manifest(&manifest)?;
     Ok(manifest)
+}
+
+/// The batch job of a Slurm stage: the command a local run would start, with the stage's environment
+/// except the device list, which the job script takes from what Slurm gave the job.
+#[allow(clippy::too_many_arguments)]
+fn job_spec(
+    decl: &SlurmDecl,
+    stage: &crate::PlannedStage,
+    launch: &Launch,
+    program: &std::path::Path,
+    args: &[String],
+    env: Vec<(String, String)>,
+    run_dir: &std::path::Path,
+    log: &std::path::Path,
+    workdir: &std::path::Path,
+) -> SlurmJobSpec {
+    let command = match launch {
+        Launch::Shell { line, .. } => line.clone(),
+        Launch::Internal | Launch::Worker => std::iter::once(program.display().to_string())
+            .chain(args.iter().cloned())
+            .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    SlurmJobSpec {
+        name: format!("yiflow:{}", stage.name),
+        command,
+        script_path: run_dir.join("job.sh"),
+        workdir: workdir.to_owned(),
+        stdout_path: log.to_owned(),
+        partition: decl.partition.clone(),
+        time: decl.time.clone(),
+        account: decl.account.clone(),
+        qos: decl.qos.clone(),
+        gpus: stage.decl.gpus,
+        cpus: stage.decl.cpus,
+        memory: stage.decl.memory.clone(),
+        // `sbatch-args "--exclusive --nice=10"`: one string may hold several arguments.
+        extra_args: decl
+            .sbatch_args
+            .iter()
+            .flat_map(|a| a.split_whitespace().map(str::to_owned))
+            .collect(),
+        env: env
+            .into_iter()
+            .filter(|(name, _)| name != "CUDA_VISIBLE_DEVICES" && name != "YIFLOW_DEVICES")
+            .collect(),
+    }
 }

@@ -8,6 +8,8 @@
 //! tmp/<stage>-<pid>-<n>/out/   where running stages write; moved to artifacts/ when complete
 //! logs/                 one log per stage run
 //! checkpoints/<fp>/     checkpoints of a training run, by fingerprint, until it completes
+//! slurm/<stage>-<fp>/   a stage submitted to Slurm: job.json (its job id), job.sh, out/; kept
+//!                       across engine restarts so a rerun re-attaches to the job
 //! ```
 //!
 //! A run opens it for writing (taking the lock, clearing what killed runs left in `tmp/`); `status`,
@@ -156,22 +158,22 @@ impl Workspace {
         self.root.join(CHECKPOINTS).join(fingerprint)
     }
 
+    /// The folder of `stage` (with this fingerprint) run as a Slurm job: `slurm/<stage>-<fp>/`. Unlike
+    /// `tmp/`, it survives the engine, so that a rerun finds the job's journal and output.
+    pub fn slurm_job_dir(&self, stage: &str, fingerprint: &str) -> PathBuf {
+        let fp = &fingerprint[..fingerprint.len().min(16)];
+        self.root
+            .join(SLURM)
+            .join(format!("{}-{fp}", safe_name(stage)))
+    }
+
     /// A fresh folder `tmp/<stage>-<pid>-<n>/` for one run of `stage`, with an empty `out/` inside
     /// for the stage to write its artifact into.
     pub fn new_run_dir(&self, stage: &str) -> Result<PathBuf, StoreError> {
         if self.lock.is_none() {
             return Err(StoreError::ReadOnly);
         }
-        let safe: String = stage
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = safe_name(stage);
         let tmp = self.tmp_dir();
         loop {
             let n = self.next_run.fetch_add(1, Ordering::Relaxed);
@@ -199,6 +201,21 @@ pub(crate) const ARTIFACTS: &str = "artifacts";
 pub(crate) const TMP: &str = "tmp";
 pub(crate) const LOGS: &str = "logs";
 pub(crate) const CHECKPOINTS: &str = "checkpoints";
+pub(crate) const SLURM: &str = "slurm";
+
+/// A stage name as a file name: anything but letters, digits, `-` and `_` becomes `_`.
+fn safe_name(stage: &str) -> String {
+    stage
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
 
 /// Deletes everything in `dir` except the names in `keep`; returns what was (or would be) removed.
 pub(crate) fn clear_dir(dir: &Path, keep: &HashSet<String>) -> Result<Vec<PathBuf>, StoreError> {

@@ -87,6 +87,8 @@ impl SlurmJobSpec {
             format!("--job-name={}", self.name),
             format!("--chdir={}", self.workdir.display()),
             format!("--output={}", output_pattern(&self.stdout_path)),
+            // The engine writes a header (and notes) into the same log before and while the job runs.
+            "--open-mode=append".to_owned(),
             "--nodes=1".to_owned(),
             "--ntasks=1".to_owned(),
             // The engine retries NODE_FAIL and PREEMPTED itself, into a fresh output folder; a job
@@ -242,6 +244,7 @@ mod tests {
             "--gres=gpu:2",
             "--cpus-per-task=8",
             "--no-requeue",
+            "--open-mode=append",
         ] {
             assert!(
                 args.iter().any(|a| a == expected),

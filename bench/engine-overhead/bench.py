@@ -206,17 +206,19 @@ class Yiflow(Tool):
         return int(m.group(1)) if m else None
 
     def output_of(self, name):
-        # The artifact hash is the last column of `yiflow status` for that stage.
+        # `yiflow status` gives the stage's artifact hash (a prefix) in its `artifact` column.
         status = subprocess.run(
             [self.args.yiflow, "status", "recipe.kdl"], cwd=self.folder, env=self.env(),
             capture_output=True, text=True, check=True,
         ).stdout
-        for line in status.splitlines():
+        lines = status.splitlines()
+        column = lines[0].split().index("artifact")
+        for line in lines[1:]:
             words = line.split()
             if words and words[0] == name:
                 artifacts = os.path.join(self.folder, ".yiflow", "artifacts")
                 for entry in os.listdir(artifacts):
-                    if entry.startswith(words[-1]):
+                    if entry.startswith(words[column]):
                         with open(os.path.join(artifacts, entry, "out.txt")) as f:
                             return f.read()
         raise RuntimeError(f"no artifact of {name} in `yiflow status`:\n{status}")

@@ -6,12 +6,17 @@ mod command;
 pub mod data;
 mod filter;
 pub mod model;
+mod pretrain;
+#[cfg(feature = "torch")]
+mod pretrain_run;
 mod source;
 mod tokenize;
+pub mod train;
 
 pub use bpe::{BOS, Bpe, BpeParams, EOS, PAD, SPECIAL_TOKENS, TOKENIZER_FILE};
 pub use command::Command;
 pub use filter::{Filter, FilterParams, FilterStats};
+pub use pretrain::Pretrain;
 pub use source::{Source, SourceParams};
 pub use tokenize::{Tokenize, TokenizeParams, tokenize};
 use yiflow_engine::Registry;
@@ -24,5 +29,6 @@ pub fn registry() -> Registry {
     registry.register(Filter);
     registry.register(Bpe);
     registry.register(Tokenize);
+    registry.register(Pretrain);
     registry
 }

@@ -33,6 +33,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, print the top CUDA kernels of 3 steps (torch.profiler) to stderr")
+    parser.add_argument("--no-optimizer", action="store_true",
+                        help="time forward and backward only, to see the optimizer's share")
     args = parser.parse_args()
 
     device = torch.device("cuda")
@@ -63,7 +67,8 @@ def main():
     def step():
         loss = loss_fn(inputs, targets)
         loss.backward()
-        optimizer.step()
+        if not args.no_optimizer:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
@@ -78,12 +83,21 @@ def main():
     torch.cuda.synchronize()
     seconds = time.perf_counter() - started
 
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70),
+              file=sys.stderr, flush=True)
+
     tokens_per_s = args.steps * args.batch * args.seq / seconds
     flops = model.flops_per_token(args.seq)
     n_params = sum(p.numel() for p in params)
     print(json.dumps({
         "implementation": "pytorch",
-        "variant": args.variant,
+        "variant": args.variant + (" fwd+bwd" if args.no_optimizer else ""),
         "preset": args.preset,
         "device": torch.cuda.get_device_name(),
         "dtype": "bf16",

@@ -30,10 +30,14 @@ def table(path, gpu, peak):
                "causality not halved).\n")
     out.append("| model | implementation | variant | tokens/s | ms/step | MFU | vs PyTorch eager | loss first -> last |")
     out.append("|---|---|---|---:|---:|---:|---:|---|")
+    # Each row against PyTorch eager (the naive loop for the MoE) of the same preset and scope.
+    def key(r):
+        return r["preset"], r["variant"].endswith(" fwd+bwd")
     base = {}
     for r in rows:
-        if r.get("implementation") == "pytorch" and r.get("variant") in ("eager", "loop") and "error" not in r:
-            base[r["preset"]] = (r["variant"], r["tokens_per_s"])
+        if (r.get("implementation") == "pytorch" and "error" not in r
+                and r["variant"].split(" ")[0] in ("eager", "loop")):
+            base[key(r)] = (r["variant"], r["tokens_per_s"])
     for r in rows:
         name = f"{r['preset']} ({r.get('seq', '?')}x{r.get('batch', '?')})"
         if "error" in r:
@@ -41,9 +45,9 @@ def table(path, gpu, peak):
             continue
         mfu = r["tokens_per_s"] * r["flops_per_token"] / (peak * 1e12) if peak else float("nan")
         ratio = ""
-        if r["preset"] in base:
-            variant, tps = base[r["preset"]]
-            ratio = f"{r['tokens_per_s'] / tps:.2f}x" + (" (of loop)" if variant == "loop" else "")
+        if key(r) in base:
+            variant, tps = base[key(r)]
+            ratio = f"{r['tokens_per_s'] / tps:.2f}x" + (" (of loop)" if variant.startswith("loop") else "")
         out.append(f"| {name} | {r['implementation']} | {r['variant']} | {r['tokens_per_s']:,.0f} | "
                    f"{r['ms_per_step']:.1f} | {100 * mfu:.1f}% | {ratio} | "
                    f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} |")

@@ -7,7 +7,8 @@
 #
 # Settings: WORKER (yiflow-worker binary; default .dev/bin/yiflow-worker, else target/release/),
 # PYTHON (default python3, the one with torch), SEQ (1024), BATCH (32), STEPS (20), WARMUP (5),
-# ONLY (a regular expression over "impl/preset/variant" choosing the runs).
+# ONLY (a regular expression over "impl/preset/variant" choosing the runs), BREAKDOWN (set: also
+# time forward+backward without the optimizer step).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/bench/train-throughput"
@@ -43,7 +44,7 @@ results="$out/train-throughput.jsonl"
 log="$out/train-throughput.log"
 : > "$results"
 : > "$log"
-{ echo "== $gpu, peak $peak TFLOP/s, $(date -u)"; "$worker" doctor; } >> "$log" 2>&1
+{ echo "== $gpu, peak $peak TFLOP/s, $(date -u)"; "$worker" doctor || echo "yiflow-worker doctor failed"; } >> "$log" 2>&1
 
 # run IMPL PRESET VARIANT COMMAND...: one JSON line into $results, or a line saying it failed.
 run() {
@@ -70,5 +71,12 @@ run yiflow moe-125m padded-bmm "$worker" bench-train --preset moe-125m --expert-
 run pytorch moe-125m loop py moe-125m loop
 run pytorch moe-125m grouped py moe-125m grouped
 run pytorch moe-125m grouped-compile py moe-125m grouped-compile
+if [ -n "${BREAKDOWN:-}" ]; then
+    # Forward and backward alone: what the optimizer step costs on each side.
+    run yiflow dense-125m "dense fwd+bwd" "$worker" bench-train --preset dense-125m "${common[@]}" --json --no-optimizer
+    run pytorch dense-125m "eager fwd+bwd" py dense-125m eager --no-optimizer --profile
+    run yiflow moe-125m "grouped-mm fwd+bwd" "$worker" bench-train --preset moe-125m "${common[@]}" --json --no-optimizer
+    run pytorch moe-125m "grouped fwd+bwd" py moe-125m grouped --no-optimizer --profile
+fi
 
 "$python" "$here/report.py" table "$results" "$gpu" "$peak" | tee "$out/train-throughput.md"

@@ -51,6 +51,9 @@ pub struct BenchTrainArgs {
     /// AdamW learning rate.
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
+    /// Time forward and backward only, without the AdamW step (to see the optimizer's share).
+    #[arg(long)]
+    pub no_optimizer: bool,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -200,6 +203,7 @@ pub fn bench_train(
     )?;
 
     let optimizer_numel = optimizer.numel();
+    let no_optimizer = args.no_optimizer;
     let vocab = config.vocab as i64;
     let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
     let input = tokens.narrow(1, 0, args.seq);
@@ -210,7 +214,9 @@ pub fn bench_train(
         let logits = out.logits.view([-1, vocab]);
         let loss = logits.cross_entropy_for_logits(&targets) + out.aux_loss * AUX_WEIGHT;
         loss.backward();
-        optimizer.step();
+        if !no_optimizer {
+            optimizer.step();
+        }
         loss.detach()
     };
 
@@ -243,7 +249,7 @@ pub fn bench_train(
 
     let tokens_per_s = (args.steps as i64 * args.batch * args.seq) as f64 / seconds;
     let flops_per_token = config.train_flops_per_token(args.seq as usize);
-    let variant = if config.experts.is_none() {
+    let mut variant = if config.experts.is_none() {
         "dense".to_owned()
     } else {
         match kernel {
@@ -251,6 +257,9 @@ pub fn bench_train(
             ExpertKernel::PaddedBmm => "padded-bmm".to_owned(),
         }
     };
+    if no_optimizer {
+        variant.push_str(" fwd+bwd");
+    }
     Ok(BenchTrainReport {
         implementation: "yiflow",
         variant,

@@ -108,7 +108,13 @@ impl Moe {
         let assignments = chosen.flatten(0, -1);
         let (sorted_experts, order) = assignments.sort_stable(true, 0, false);
         let token_of = order.floor_divide_scalar(self.top_k);
-        let counts = assignments.bincount(None::<Tensor>, self.experts);
+        // Not `bincount`: on CUDA it reads the largest id back to size its output, a device
+        // synchronisation in every MoE layer that leaves the GPU idle while the host catches up.
+        let counts = Tensor::zeros([self.experts], (Kind::Int64, x.device())).scatter_add(
+            0,
+            &assignments,
+            &assignments.ones_like(),
+        );
         let inputs = tokens.index_select(0, &token_of);
         let outputs = match self.kernel {
             ExpertKernel::GroupedMm => self.grouped_mm(&inputs, &counts),

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The test command of the README and of CI: everything the tests need is installed on first use.
 #
+# Order matters: the worker (the only binary that links LibTorch) is built on its own, beside `yiflow`
+# in target/debug, before the end-to-end tests that run ML stages look for it there.
+#
 # Run as root where Slurm can be installed (apt-get), it also starts the one-node test cluster of
 # scripts/slurm-up.sh for tests/slurm.rs, stops it again on exit (only if it started it), and sets
 # YIFLOW_REQUIRE_SLURM=1 so that those tests fail instead of skipping when the cluster is missing.
@@ -19,5 +22,9 @@ if [[ $EUID -eq 0 && ${YIFLOW_SKIP_SLURM:-0} != 1 ]] &&
     export YIFLOW_REQUIRE_SLURM=1
 fi
 
+bash scripts/install-libtorch.sh
 cargo build --all-targets
+cargo build -p yiflow-worker
 cargo test --no-fail-fast
+cargo test -p yiflow-stages --features torch --no-fail-fast
+cargo test -p yiflow-worker --no-fail-fast

@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::bench_train::BenchTrainArgs;
+
 /// Runs yiflow's LibTorch stages (pretraining, fine-tuning, serving) in their own process.
 ///
 /// The `yiflow` binary starts it; you rarely run it by hand, except `yiflow-worker doctor`.
@@ -26,4 +28,7 @@ pub enum Command {
     /// Prints the LibTorch in use, whether CUDA is seen and how many devices, and checks that a
     /// tensor computes on each.
     Doctor,
+    /// Measures training throughput (tokens/s, MFU) of a model preset: forward, backward and an
+    /// AdamW step on one fixed random batch, bf16 on CUDA, timed after a warm-up.
+    BenchTrain(BenchTrainArgs),
 }

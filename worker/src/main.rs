@@ -1,10 +1,12 @@
 //! `yiflow-worker`: the process the engine starts for the stage kinds whose tensor work needs
 //! LibTorch, so the `yiflow` binary itself never links it (DESIGN.md, "Two binaries").
 
+mod bench_train;
 mod cli;
 mod cuda;
 mod doctor;
 mod exec;
+mod flat_adamw;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::BenchTrain(args) => match bench_train::bench_train(&args, cuda::load) {
+            Ok(report) if args.json => match serde_json::to_string(&report) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("cannot write the report as JSON: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ExecStage => match exec::exec_stage_from_env(cuda::load) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

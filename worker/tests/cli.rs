@@ -47,3 +47,77 @@ fn exec_stage_outside_a_run_says_what_is_missing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_train_reports_throughput_and_a_falling_loss() {
+    let out = worker()
+        .args([
+            "bench-train",
+            "--preset",
+            "tiny",
+            "--seq",
+            "32",
+            "--batch",
+            "2",
+        ])
+        .args(["--steps", "4", "--warmup", "2", "--device", "cpu", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["implementation"], "yiflow");
+    assert_eq!(report["variant"], "grouped-mm");
+    assert_eq!(report["dtype"], "f32");
+    // Every parameter of the tiny preset is in the optimizer (config.rs's analytic count).
+    assert_eq!(report["params"], 1_905_728);
+    let tokens_per_s = report["tokens_per_s"].as_f64().unwrap();
+    let ms_per_step = report["ms_per_step"].as_f64().unwrap();
+    assert!(tokens_per_s > 0.0 && ms_per_step > 0.0, "{report}");
+    assert!(
+        (tokens_per_s * ms_per_step / 1000.0 - 64.0).abs() < 1e-6,
+        "{report}"
+    );
+    let mfu = report["mfu"].as_f64().unwrap();
+    let flops = report["flops_per_token"].as_f64().unwrap();
+    assert!(
+        (mfu - tokens_per_s * flops / 989e12).abs() < 1e-12,
+        "{report}"
+    );
+    // Six steps on one batch: AdamW must have lowered the loss from ln(256) ~ 5.5.
+    let (first, last) = (
+        report["loss_first"].as_f64().unwrap(),
+        report["loss_last"].as_f64().unwrap(),
+    );
+    assert!(
+        (first - 256f64.ln()).abs() < 0.5 && last < first - 0.1,
+        "{report}"
+    );
+}
+
+#[test]
+fn bench_train_names_the_setting_at_fault() {
+    for (args, message) in [
+        (
+            &["--preset", "dense-1b"][..],
+            "unknown preset `dense-1b` (known: tiny, dense-125m, moe-125m)",
+        ),
+        (
+            &["--preset", "tiny", "--seq", "512", "--device", "cpu"][..],
+            "--seq 512 is longer than preset `tiny`'s max-seq 256",
+        ),
+        (
+            &["--preset", "tiny", "--batch", "0", "--device", "cpu"][..],
+            "--batch must be at least 1, found 0",
+        ),
+    ] {
+        let out = worker().arg("bench-train").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}

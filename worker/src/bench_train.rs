@@ -1,0 +1,278 @@
+//! `yiflow-worker bench-train`: the training throughput of one model preset, measured the way the
+//! GPU benchmark (`bench/train-throughput/run.sh`) compares it with PyTorch: forward, cross-entropy
+//! (plus 0.01 x the MoE balancing loss), backward and an AdamW step on one fixed random batch,
+//! timed over whole steps after a warm-up, between two device synchronisations.
+//!
+//! MFU is `tokens/s x Config::train_flops_per_token(seq) / peak`: 6 x the active non-embedding
+//! matrix parameters (the output projection included) plus the attention scores and weighted sums,
+//! `12 x heads x head_dim x seq` per layer (PaLM's convention, no halving for causality).
+
+use std::fmt;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tch::{Cuda, Device, Kind, Tensor, nn};
+use thiserror::Error;
+use yiflow_stages::model::{Config, ExpertKernel, Transformer};
+
+use crate::flat_adamw::{AdamWConfig, FlatAdamW, FlatAdamWError};
+
+/// Weight of the MoE balancing loss in the benchmark's objective.
+const AUX_WEIGHT: f64 = 0.01;
+
+/// What to measure.
+#[derive(Debug, Clone, Args)]
+pub struct BenchTrainArgs {
+    /// Model preset (tiny, dense-125m, moe-125m).
+    #[arg(long)]
+    pub preset: String,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 1024)]
+    pub seq: i64,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: i64,
+    /// Timed steps, after the warm-up.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first (allocator, kernel selection, cuBLAS handles).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// How MoE experts run.
+    #[arg(long, value_enum, default_value_t = KernelArg::GroupedMm)]
+    pub expert_kernel: KernelArg,
+    /// Where to run: `cuda` (bf16 weights and activations) or `cpu` (f32, for tests).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cuda)]
+    pub device: DeviceArg,
+    /// Peak dense bf16 TFLOP/s of the device, for MFU (H100 SXM and H200: 989).
+    #[arg(long, default_value_t = 989.0)]
+    pub peak_tflops: f64,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--expert-kernel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelArg {
+    GroupedMm,
+    PaddedBmm,
+}
+
+/// `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Cuda,
+    Cpu,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, Error)]
+pub enum BenchTrainError {
+    #[error("unknown preset `{name}` (known: {})", Config::PRESETS.join(", "))]
+    UnknownPreset { name: String },
+    #[error("--{what} must be at least 1, found {value}")]
+    NotPositive { what: &'static str, value: i64 },
+    #[error("--seq {seq} is longer than preset `{preset}`'s max-seq {max_seq}")]
+    TooLong {
+        seq: i64,
+        preset: String,
+        max_seq: usize,
+    },
+    #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
+    NoCuda(String),
+    #[error("cannot build the model: {0}")]
+    Model(#[from] yiflow_stages::model::ModelError),
+    #[error("cannot set up the optimizer: {0}")]
+    Optimizer(#[from] FlatAdamWError),
+    #[error("the loss is not finite ({loss}) after {steps} steps")]
+    Diverged { loss: f64, steps: usize },
+}
+
+/// One measurement, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchTrainReport {
+    pub implementation: &'static str,
+    pub variant: String,
+    pub preset: String,
+    pub device: String,
+    pub dtype: &'static str,
+    pub seq: i64,
+    pub batch: i64,
+    pub steps: usize,
+    pub warmup: usize,
+    /// Parameters the optimizer updates (every parameter of the built model).
+    pub params: u64,
+    pub active_params: u64,
+    pub non_embedding_params: u64,
+    pub flops_per_token: f64,
+    pub ms_per_step: f64,
+    pub tokens_per_s: f64,
+    pub peak_tflops: f64,
+    pub mfu: f64,
+    /// Loss of the first warm-up step and of the last timed step (same batch every step, so it
+    /// falls: a check that the optimizer trains).
+    pub loss_first: f64,
+    pub loss_last: f64,
+}
+
+impl fmt::Display for BenchTrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} ({}) {} batch {} seq {}: {:.0} tok/s, {:.1} ms/step, MFU {:.1}% of {} TFLOP/s; loss {:.3} -> {:.3}",
+            self.preset,
+            self.variant,
+            self.device,
+            self.dtype,
+            self.batch,
+            self.seq,
+            self.tokens_per_s,
+            self.ms_per_step,
+            100.0 * self.mfu,
+            self.peak_tflops,
+            self.loss_first,
+            self.loss_last
+        )
+    }
+}
+
+/// Runs the benchmark; `load_cuda` makes LibTorch's CUDA backend available.
+pub fn bench_train(
+    args: &BenchTrainArgs,
+    load_cuda: impl FnOnce() -> Result<(), String>,
+) -> Result<BenchTrainReport, BenchTrainError> {
+    let config = Config::preset(&args.preset).ok_or_else(|| BenchTrainError::UnknownPreset {
+        name: args.preset.clone(),
+    })?;
+    for (what, value) in [
+        ("seq", args.seq),
+        ("batch", args.batch),
+        ("steps", args.steps as i64),
+    ] {
+        if value < 1 {
+            return Err(BenchTrainError::NotPositive { what, value });
+        }
+    }
+    if args.seq > config.max_seq as i64 {
+        return Err(BenchTrainError::TooLong {
+            seq: args.seq,
+            preset: args.preset.clone(),
+            max_seq: config.max_seq,
+        });
+    }
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => {
+            let loaded = load_cuda();
+            if !Cuda::is_available() {
+                return Err(BenchTrainError::NoCuda(loaded.err().unwrap_or_else(|| {
+                    "libtorch_cuda loaded, but no device is visible".to_owned()
+                })));
+            }
+            Device::Cuda(0)
+        }
+    };
+    tch::manual_seed(1234);
+    let mut vs = nn::VarStore::new(device);
+    let mut model = Transformer::new(&vs.root(), &config)?;
+    let dtype = if device.is_cuda() {
+        vs.bfloat16();
+        "bf16"
+    } else {
+        "f32"
+    };
+    let kernel = match args.expert_kernel {
+        KernelArg::GroupedMm => ExpertKernel::GroupedMm,
+        KernelArg::PaddedBmm => ExpertKernel::PaddedBmm,
+    };
+    model.set_expert_kernel(kernel);
+    let mut optimizer = FlatAdamW::new(
+        vs.trainable_variables(),
+        AdamWConfig {
+            lr: args.lr,
+            ..AdamWConfig::default()
+        },
+    )?;
+
+    let optimizer_numel = optimizer.numel();
+    let vocab = config.vocab as i64;
+    let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
+    let input = tokens.narrow(1, 0, args.seq);
+    let targets = tokens.narrow(1, 1, args.seq).reshape([-1]);
+    let mut step = || -> Tensor {
+        let out = model.forward(&input);
+        // log_softmax in f32 straight from the bf16 logits (no f32 copy of them first).
+        let logits = out.logits.view([-1, vocab]);
+        let loss = logits.cross_entropy_for_logits(&targets) + out.aux_loss * AUX_WEIGHT;
+        loss.backward();
+        optimizer.step();
+        loss.detach()
+    };
+
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            Cuda::synchronize(i as i64);
+        }
+    };
+    let mut first = None;
+    for _ in 0..args.warmup {
+        let loss = step();
+        first.get_or_insert(loss);
+    }
+    sync();
+    let started = Instant::now();
+    let mut last = None;
+    for _ in 0..args.steps {
+        last = Some(step());
+    }
+    sync();
+    let seconds = started.elapsed().as_secs_f64();
+    let loss_last = last.map_or(f64::NAN, |l| l.double_value(&[]));
+    let loss_first = first.map_or(f64::NAN, |l| l.double_value(&[]));
+    if !loss_last.is_finite() {
+        return Err(BenchTrainError::Diverged {
+            loss: loss_last,
+            steps: args.warmup + args.steps,
+        });
+    }
+
+    let tokens_per_s = (args.steps as i64 * args.batch * args.seq) as f64 / seconds;
+    let flops_per_token = config.train_flops_per_token(args.seq as usize);
+    let variant = if config.experts.is_none() {
+        "dense".to_owned()
+    } else {
+        match kernel {
+            ExpertKernel::GroupedMm => "grouped-mm".to_owned(),
+            ExpertKernel::PaddedBmm => "padded-bmm".to_owned(),
+        }
+    };
+    Ok(BenchTrainReport {
+        implementation: "yiflow",
+        variant,
+        preset: args.preset.clone(),
+        device: match device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".to_owned(),
+        },
+        dtype,
+        seq: args.seq,
+        batch: args.batch,
+        steps: args.steps,
+        warmup: args.warmup,
+        params: optimizer_numel as u64,
+        active_params: config.active_param_count(),
+        non_embedding_params: config.non_embedding_param_count(),
+        flops_per_token,
+        ms_per_step: 1000.0 * seconds / args.steps as f64,
+        tokens_per_s,
+        peak_tflops: args.peak_tflops,
+        mfu: tokens_per_s * flops_per_token / (args.peak_tflops * 1e12),
+        loss_first,
+        loss_last,
+    })
+}

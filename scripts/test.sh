@@ -3,8 +3,24 @@
 #
 # Order matters: the worker (the only binary that links LibTorch) is built on its own, beside `yiflow`
 # in target/debug, before the end-to-end tests that run ML stages look for it there.
+#
+# Run as root where Slurm can be installed (apt-get), it also starts the one-node test cluster of
+# scripts/slurm-up.sh for tests/slurm.rs, stops it again on exit (only if it started it), and sets
+# YIFLOW_REQUIRE_SLURM=1 so that those tests fail instead of skipping when the cluster is missing.
+# YIFLOW_SKIP_SLURM=1 leaves Slurm out (its tests then skip, saying why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ $EUID -eq 0 && ${YIFLOW_SKIP_SLURM:-0} != 1 ]] &&
+    { command -v slurmctld >/dev/null || command -v apt-get >/dev/null; }; then
+    if sinfo -h >/dev/null 2>&1; then
+        echo "test.sh: using the Slurm cluster that is already running"
+    else
+        trap 'scripts/slurm-down.sh || true' EXIT
+        scripts/slurm-up.sh
+    fi
+    export YIFLOW_REQUIRE_SLURM=1
+fi
 
 bash scripts/install-libtorch.sh
 cargo build --all-targets

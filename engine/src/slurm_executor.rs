@@ -519,8 +519,8 @@ fn note(log: &Path, text: &str) {
     }
 }
 
-/// The last lines the job wrote to its log (yiflow's own `#` lines left out), indented, after a
-/// line saying where they come from; empty when there are none.
+/// The last lines the job wrote to its log (the engine's header and notes left out), indented, after
+/// words saying where they come from.
 fn tail(log: &Path) -> String {
     let Ok(bytes) = std::fs::read(log) else {
         return String::new();
@@ -528,7 +528,13 @@ fn tail(log: &Path) -> String {
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with("# yiflow:") && !l.trim().is_empty())
+        .enumerate()
+        .filter(|(n, l)| {
+            !(l.starts_with("# yiflow:")
+                || (*n == 1 && l.starts_with("# command:"))
+                || l.trim().is_empty())
+        })
+        .map(|(_, l)| l)
         .collect();
     if lines.is_empty() {
         return "; its log is empty".to_owned();
@@ -591,7 +597,7 @@ mod tests {
     fn the_tail_leaves_out_yiflow_lines_and_keeps_the_last_ones() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("a.log");
-        let mut text = String::from("# yiflow: stage `a`\n");
+        let mut text = String::from("# yiflow: stage `a`\n# command: sh -c x\n");
         for i in 0..20 {
             text += "line ";
             text += &i.to_string();
@@ -606,7 +612,10 @@ mod tests {
             tail.contains("| line 12") && !tail.contains("line 11"),
             "{tail}"
         );
-        assert!(!tail.contains("yiflow"), "{tail}");
+        assert!(
+            !tail.contains("yiflow") && !tail.contains("command"),
+            "{tail}"
+        );
         std::fs::write(&log, "# yiflow: x\n").unwrap();
         assert_eq!(self::tail(&log), "; its log is empty");
     }

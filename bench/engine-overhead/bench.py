@@ -198,6 +198,12 @@ class Yiflow(Tool):
     def render(self, changed):
         write_yiflow(self.folder, self.stages, changed)
 
+    def env(self):
+        env = super().env()
+        # The no-op receipt lives in the user's cache; keep it in the temporary folder with the rest.
+        env["XDG_CACHE_HOME"] = os.path.join(self.folder, "cache")
+        return env
+
     def command(self):
         return [self.args.yiflow, "run", "recipe.kdl", "-j", str(self.args.jobs)]
 
@@ -266,6 +272,10 @@ class Dvc(Tool):
         # finishing through it can take longer than the bench may. The same state comes faster from the
         # same commands run by bash, then `dvc commit --force` recording every stage's deps, outs and
         # command in dvc.lock and the outputs in DVC's cache: what a finished `dvc repro` leaves.
+        # A `dvc repro` killed by the timeout may have left dvc.lock half written; commit writes it anew.
+        lock = os.path.join(self.folder, "dvc.lock")
+        if os.path.exists(lock):
+            os.remove(lock)
         write_bash(self.folder, self.stages, None)
         bash = timed(["bash", "run.sh"], self.folder, timeout, self.env(), os.path.join(self.folder, "bash.log"))
         if not bash.ok:

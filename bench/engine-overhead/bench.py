@@ -118,6 +118,10 @@ def write(folder, name, text):
 # --- running and timing ------------------------------------------------------------------------------
 
 
+class ToolFailed(Exception):
+    """A tool's run failed or computed something else than bash: its row says so, the bench goes on."""
+
+
 @dataclass
 class Timed:
     seconds: float
@@ -188,7 +192,7 @@ class Tool:
         result = timed(command, self.folder, timeout, self.env(), log)
         if not result.ok and not result.timed_out:
             tail = "\n".join(result.output.splitlines()[-15:])
-            sys.exit(f"error: {self.name} failed on its {what} run in {self.folder}:\n{tail}")
+            raise ToolFailed(f"{self.name} failed on its {what} run in {self.folder}:\n{tail}")
         return result
 
 
@@ -197,6 +201,12 @@ class Yiflow(Tool):
 
     def render(self, changed):
         write_yiflow(self.folder, self.stages, changed)
+
+    def env(self):
+        env = super().env()
+        # The no-op receipt lives in the user's cache; keep it in the temporary folder with the rest.
+        env["XDG_CACHE_HOME"] = os.path.join(self.folder, "cache")
+        return env
 
     def command(self):
         return [self.args.yiflow, "run", "recipe.kdl", "-j", str(self.args.jobs)]
@@ -222,6 +232,15 @@ class Yiflow(Tool):
                         with open(os.path.join(artifacts, entry, "out.txt")) as f:
                             return f.read()
         raise RuntimeError(f"no artifact of {name} in `yiflow status`:\n{status}")
+
+
+class YiflowSerial(Yiflow):
+    """yiflow one stage at a time, like bash and DVC: the engine's own cost without parallelism."""
+
+    name = "yiflow -j 1"
+
+    def command(self):
+        return [self.args.yiflow, "run", "recipe.kdl", "-j", "1"]
 
 
 class Snakemake(Tool):
@@ -266,6 +285,10 @@ class Dvc(Tool):
         # finishing through it can take longer than the bench may. The same state comes faster from the
         # same commands run by bash, then `dvc commit --force` recording every stage's deps, outs and
         # command in dvc.lock and the outputs in DVC's cache: what a finished `dvc repro` leaves.
+        # A `dvc repro` killed by the timeout may have left dvc.lock half written; commit writes it anew.
+        lock = os.path.join(self.folder, "dvc.lock")
+        if os.path.exists(lock):
+            os.remove(lock)
         write_bash(self.folder, self.stages, None)
         bash = timed(["bash", "run.sh"], self.folder, timeout, self.env(), os.path.join(self.folder, "bash.log"))
         if not bash.ok:
@@ -293,7 +316,7 @@ class Bash(Tool):
         return len(self.stages)
 
 
-TOOLS = {"yiflow": Yiflow, "snakemake": Snakemake, "dvc": Dvc, "bash": Bash}
+TOOLS = {"yiflow": Yiflow, "yiflow-j1": YiflowSerial, "snakemake": Snakemake, "dvc": Dvc, "bash": Bash}
 
 
 def measure(tool, timeout, log):
@@ -340,7 +363,7 @@ def check_outputs(tool):
     if want is None:
         EXPECTED[(len(tool.stages), last)] = got
     elif got != want:
-        sys.exit(f"error: {tool.name} computed {got!r} for {last}, bash {want!r}")
+        raise ToolFailed(f"{tool.name} computed {got!r} for {last}, bash {want!r}")
 
 
 def fmt(t):
@@ -356,7 +379,7 @@ def main():
     p.add_argument("--yiflow", required=True)
     p.add_argument("--venv", required=True)
     p.add_argument("--sizes", default="10,100,1000")
-    p.add_argument("--tools", default="bash,yiflow,snakemake,dvc")
+    p.add_argument("--tools", default="bash,yiflow,yiflow-j1,snakemake,dvc")
     p.add_argument("--fan-in", type=int, default=2)
     p.add_argument("--timeout", type=float, default=240)
     p.add_argument("--jobs", type=int, default=os.cpu_count())
@@ -378,13 +401,18 @@ def main():
     started = time.perf_counter()
     root = tempfile.mkdtemp(prefix="yiflow-engine-overhead-")
     results = {}
+    failures = []
     try:
         for n in sizes:
             stages = make_dag(n, args.fan_in)
             log(f"N = {n} ({n // WIDTH} layers of {WIDTH}, middle change: {middle_stage(stages)})")
             for name in tools:
                 tool = TOOLS[name](args, os.path.join(root, f"{name}-{n}"), stages)
-                results[(name, n)] = measure(tool, args.timeout, log)
+                try:
+                    results[(name, n)] = measure(tool, args.timeout, log)
+                except ToolFailed as e:
+                    log(f"error: {e}")
+                    failures.append(f"{name} at N = {n}")
     finally:
         if args.keep:
             log(f"temporary folders kept in {root}")
@@ -404,7 +432,10 @@ def main():
     out.append("|---:|---|---:|---:|---:|---:|")
     for n in sizes:
         for name in tools:
-            r = results[(name, n)]
+            r = results.get((name, n))
+            if r is None:
+                out.append(f"| {n} | {TOOLS[name].name} | failed | failed | failed | see the log above |")
+                continue
             if name == "bash":
                 out.append(f"| {n} | bash (floor) | {cell(r['first'], args.timeout)} | — | — | no cache |")
                 continue
@@ -412,7 +443,7 @@ def main():
             noop = cell(r["noop"], args.timeout) if first_done else "—"
             middle = cell(r["middle"], args.timeout) if first_done else "—"
             ran = f"{dash(r['ran_noop'])} / {dash(r['ran_middle'])}"
-            out.append(f"| {n} | {name} | {cell(r['first'], args.timeout)} | {noop} | {middle} | {ran} |")
+            out.append(f"| {n} | {TOOLS[name].name} | {cell(r['first'], args.timeout)} | {noop} | {middle} | {ran} |")
     out.append("")
     out += targets(results, max(sizes), tools, args.timeout)
     text = "\n".join(out) + "\n"
@@ -420,6 +451,8 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
+    if failures:
+        sys.exit(f"error: failed: {', '.join(failures)} (rows marked `failed`)")
 
 
 def fmt_load(load):
@@ -448,8 +481,10 @@ def targets(results, n, tools, timeout):
     lines = [f"Targets at N = {n} (ratio = yiflow / peer):\n", "| target | yiflow | peer | ratio | limit | result |",
              "|---|---:|---:|---:|---:|---|"]
     for label, mine, theirs, limit in checks:
-        if mine in (None, "missing") or theirs == "missing":
+        if "missing" in (mine, theirs):
             lines.append(f"| {label} | — | — | — | {limit:g} | not measured |")
+        elif mine is None:
+            lines.append(f"| {label} | >{timeout:g} | {cell(theirs, timeout)} | — | {limit:g} | FAIL |")
         elif theirs is None:
             # The peer timed out: its true time is above the limit, so the ratio is below mine / timeout.
             ratio = mine / timeout

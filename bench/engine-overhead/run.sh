@@ -3,8 +3,9 @@
 # Installs Snakemake and DVC (pinned, from PyPI) into bench/.venv, builds the release `yiflow`, then times
 # the same layered DAG of trivial command stages in yiflow, Snakemake, DVC and a plain bash script
 # (see README.md beside this file). Prints a markdown table and writes it to bench/out/engine-overhead.md.
-# Settings: SIZES (default 10,100,1000), TOOLS (default bash,yiflow,snakemake,dvc), TIMEOUT (seconds per
-# invocation, default 240), JOBS (default: the number of cores), FAN_IN (inputs per stage, default 2).
+# Settings: SIZES (default 10,100,1000), TOOLS (default bash,yiflow,yiflow-j1,snakemake,dvc; yiflow-j1 is
+# yiflow with -j 1), TIMEOUT (seconds per invocation, default 240), JOBS (default: the number of cores),
+# FAN_IN (inputs per stage, default 2).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -32,7 +33,7 @@ versions="$("$target/release/yiflow" --version), $versions"
     --yiflow "$target/release/yiflow" \
     --venv "$venv" \
     --sizes "${SIZES:-10,100,1000}" \
-    --tools "${TOOLS:-bash,yiflow,snakemake,dvc}" \
+    --tools "${TOOLS:-bash,yiflow,yiflow-j1,snakemake,dvc}" \
     --timeout "${TIMEOUT:-240}" \
     --jobs "${JOBS:-$(nproc)}" \
     --fan-in "${FAN_IN:-2}" \

@@ -124,6 +124,7 @@ invalid_fixtures!(
     many_errors,
     duplicate_setting,
     extra_values,
+    unknown_model,
 );
 
 fn kdl_files(folder: &str) -> BTreeSet<String> {

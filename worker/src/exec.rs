@@ -118,7 +118,7 @@ mod tests {
         assert!(
             unknown
                 .to_string()
-                .starts_with("unknown stage kind `pretrian` (this worker knows `command`"),
+                .starts_with("unknown stage kind `pretrian` (this worker knows `bpe`, `command`"),
             "{unknown}"
         );
         let command = io(dir.path(), "command", r#"{"run": "true", "env": {}}"#);

@@ -1,8 +1,10 @@
 //! `yiflow gc`: frees what no stage needs any more. What stays: the artifact of the latest run of
 //! every stage of every recipe that used the workspace, the manifests of that content, the logs those
 //! runs and manifests name, and the checkpoints of an interrupted training run that a rerun would
-//! resume. Everything else goes: older manifests, artifact folders nothing references, other logs,
-//! checkpoints of finished runs, and leftovers in `tmp/`.
+//! resume, and the Slurm job folders of such a run, which a rerun re-attaches to. Everything else
+//! goes: older manifests, artifact folders nothing references, other logs, checkpoints of finished
+//! runs, job folders an engine killed mid-run left for stages that have moved on, and leftovers in
+//! `tmp/`.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -10,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::artifact_store::{remove_tree, tree_size};
-use crate::workspace::{CHECKPOINTS, entries_except};
+use crate::workspace::{CHECKPOINTS, SLURM, entries_except};
 use crate::{RunState, StoreError, Workspace};
 
 /// What [`Workspace::gc`] removed (or, in a dry run, would remove).
@@ -23,6 +25,8 @@ pub struct GcReport {
     pub manifests_kept: usize,
     pub logs_removed: usize,
     pub checkpoints_removed: usize,
+    /// Slurm job folders (`slurm/<stage>-<fp>/`) of runs no rerun will re-attach to.
+    pub slurm_removed: usize,
     /// Folders and files under `tmp/` left by killed runs.
     pub tmp_removed: usize,
     /// Bytes of the files removed.
@@ -52,7 +56,7 @@ impl Workspace {
             .collect();
         // A run that did not finish (killed, failed, cancelled) resumes from its checkpoints when its
         // fingerprint comes round again. A stale run's inputs changed under it: no resuming that.
-        let keep_checkpoints: HashSet<String> = records
+        let unfinished: Vec<_> = records
             .iter()
             .filter(|r| {
                 matches!(
@@ -60,7 +64,15 @@ impl Workspace {
                     RunState::Running | RunState::Failed | RunState::Cancelled
                 )
             })
-            .map(|r| r.fingerprint.clone())
+            .collect();
+        let keep_checkpoints: HashSet<String> =
+            unfinished.iter().map(|r| r.fingerprint.clone()).collect();
+        let keep_jobs: HashSet<String> = unfinished
+            .iter()
+            .filter_map(|r| {
+                let dir = self.slurm_job_dir(&r.stage, &r.fingerprint);
+                Some(dir.file_name()?.to_string_lossy().into_owned())
+            })
             .collect();
 
         // Manifests first: a manifest whose folder is gone would only be rebuilt, but a folder is
@@ -94,6 +106,11 @@ impl Workspace {
 
         for dir in entries_except(&self.root.join(CHECKPOINTS), &keep_checkpoints)? {
             report.checkpoints_removed += 1;
+            report.bytes_freed += Self::discard(&dir, dry_run)?;
+        }
+
+        for dir in entries_except(&self.root.join(SLURM), &keep_jobs)? {
+            report.slurm_removed += 1;
             report.bytes_freed += Self::discard(&dir, dry_run)?;
         }
 
@@ -179,6 +196,7 @@ impl fmt::Display for GcReport {
                 "checkpoint folder",
                 "checkpoint folders",
             ),
+            (self.slurm_removed, "Slurm job folder", "Slurm job folders"),
             (self.tmp_removed, "leftover in tmp/", "leftovers in tmp/"),
         ]
         .into_iter()
@@ -289,6 +307,13 @@ mod tests {
         fs::create_dir_all(ws.checkpoints_dir("fp-b")).unwrap();
         fs::write(ws.checkpoints_dir("fp-b").join("w"), "12345").unwrap();
         fs::write(ws.logs_dir().join("fp-train.log"), "training").unwrap();
+        // An engine killed while its stages ran under Slurm: the interrupted stage's job folder
+        // stays for the rerun to re-attach; one of a stage that has since finished goes.
+        let train_job = ws.slurm_job_dir("train", "fp-train");
+        fs::create_dir_all(train_job.join("out")).unwrap();
+        let old_job = ws.slurm_job_dir("a", "fp-a-old");
+        fs::create_dir_all(old_job.join("out")).unwrap();
+        fs::write(old_job.join("job.json"), "{}").unwrap();
         // A killed run's leftover; and a folder a stage of this process is writing right now.
         fs::create_dir_all(ws.tmp_dir().join("x-1-0/out")).unwrap();
         let busy = ws.new_run_dir("busy").unwrap();
@@ -314,12 +339,15 @@ mod tests {
         assert_eq!(report.manifests_removed, 1);
         assert_eq!(report.manifests_kept, 3);
         assert_eq!(report.checkpoints_removed, 1);
+        assert_eq!(report.slurm_removed, 1);
         assert_eq!(report.logs_removed, 1);
         assert_eq!(report.tmp_removed, 1);
         assert_eq!(
             report.bytes_freed,
-            "old output".len() as u64 + 5 + "log".len() as u64
+            "old output".len() as u64 + 5 + "{}".len() as u64 + "log".len() as u64
         );
+        assert!(train_job.join("out").exists());
+        assert!(!old_job.exists());
 
         assert!(!ws.artifacts().path(&old).exists());
         assert_eq!(ws.index().manifest("fp-a-old").unwrap(), None);
@@ -363,12 +391,13 @@ mod tests {
             manifests_kept: 12,
             logs_removed: 1,
             checkpoints_removed: 0,
+            slurm_removed: 2,
             tmp_removed: 0,
             bytes_freed: 13_002_342,
         };
         assert_eq!(
             report.to_string(),
-            "removed 3 artifacts, 5 manifests and 1 log (12.4 MiB freed); kept 10 artifacts (12 manifests)"
+            "removed 3 artifacts, 5 manifests, 1 log and 2 Slurm job folders (12.4 MiB freed); kept 10 artifacts (12 manifests)"
         );
         let dry = GcReport {
             dry_run: true,

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::bench_checkpoint::BenchCheckpointArgs;
 use crate::bench_train::BenchTrainArgs;
 
 /// Runs yiflow's LibTorch stages (pretraining, fine-tuning, serving) in their own process.
@@ -31,4 +32,7 @@ pub enum Command {
     /// Measures training throughput (tokens/s, MFU) of a model preset: forward, backward and an
     /// AdamW step on one fixed random batch, bf16 on CUDA, timed after a warm-up.
     BenchTrain(BenchTrainArgs),
+    /// Measures the training loop's pause for an asynchronous checkpoint of the whole training
+    /// state, against a synchronous save of the same state.
+    BenchCheckpoint(BenchCheckpointArgs),
 }

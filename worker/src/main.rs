@@ -1,6 +1,7 @@
 //! `yiflow-worker`: the process the engine starts for the stage kinds whose tensor work needs
 //! LibTorch, so the `yiflow` binary itself never links it (DESIGN.md, "Two binaries").
 
+mod bench_checkpoint;
 mod bench_train;
 mod cli;
 mod cuda;
@@ -8,10 +9,12 @@ mod doctor;
 mod exec;
 mod flat_adamw;
 
+use std::fmt::Display;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -36,26 +39,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::BenchTrain(args) => match bench_train::bench_train(&args, cuda::load) {
-            Ok(report) if args.json => match serde_json::to_string(&report) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    tracing::error!("cannot write the report as JSON: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::BenchTrain(args) => report(bench_train::bench_train(&args, cuda::load), args.json),
+        Command::BenchCheckpoint(args) => report(
+            bench_checkpoint::bench_checkpoint(&args, cuda::load),
+            args.json,
+        ),
         Command::ExecStage => match exec::exec_stage_from_env(cuda::load) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -63,5 +51,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Prints a benchmark's result as a line of text or, with `json`, one JSON object.
+fn report<R: Serialize + Display, E: Display>(result: Result<R, E>, json: bool) -> ExitCode {
+    let line = match result {
+        Ok(r) if json => {
+            serde_json::to_string(&r).map_err(|e| format!("cannot write the report as JSON: {e}"))
+        }
+        Ok(r) => Ok(r.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match line {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -121,3 +121,68 @@ fn bench_train_names_the_setting_at_fault() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn bench_checkpoint_times_both_saves_of_the_whole_state_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = worker()
+        .args(["bench-checkpoint", "--preset", "tiny", "--seq", "32"])
+        .args([
+            "--batch",
+            "2",
+            "--every",
+            "2",
+            "--checkpoints",
+            "3",
+            "--json",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    // Weights and both AdamW moments of every tiny parameter, in f32.
+    assert_eq!(report["state_elements"], 3 * 1_905_728, "{report}");
+    assert_eq!(report["state_bytes"], 4 * 3 * 1_905_728, "{report}");
+    for side in ["sync_each_ms", "stall_each_ms"] {
+        let each = report[side].as_array().unwrap();
+        assert_eq!(each.len(), 3, "{report}");
+        assert!(each.iter().all(|ms| ms.as_f64().unwrap() > 0.0), "{report}");
+    }
+    let ratio = report["ratio"].as_f64().unwrap();
+    let (sync, stall) = (
+        report["sync_ms"].as_f64().unwrap(),
+        report["stall_ms"].as_f64().unwrap(),
+    );
+    assert!((ratio - stall / sync).abs() < 1e-9, "{report}");
+    // The checkpoints it wrote are gone; the folder given stays.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn bench_checkpoint_names_the_setting_at_fault() {
+    for (args, message) in [
+        (
+            &["--layers", "0"][..],
+            "--layers must be at least 1, found 0",
+        ),
+        (&["--every", "0"][..], "--every must be at least 1, found 0"),
+        (&["--preset", "huge"][..], "unknown preset `huge`"),
+    ] {
+        let out = worker()
+            .arg("bench-checkpoint")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}

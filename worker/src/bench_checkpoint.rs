@@ -1,0 +1,308 @@
+//! `yiflow-worker bench-checkpoint`: how long the training loop stalls for one asynchronous
+//! checkpoint, against a synchronous save of the same state (issue: the stall must be at most 10%).
+//!
+//! Both sides train the same model with the trainer's optimizer and checkpoint its whole state —
+//! f32 weights, both AdamW moments and the [`TrainState`] — every `--every` steps, through the
+//! trainer's own [`Checkpointer`]:
+//!
+//! - **async**: the loop's pause is what [`Checkpointer::capture`] takes: waiting for the previous
+//!   write if it is still running, then copying the state into host buffers (pinned on CUDA);
+//!   the background thread writes, syncs and renames while training goes on.
+//! - **sync**: the loop's pause is the copy into host memory plus [`write_snapshot`] (safetensors,
+//!   fsync, rename, pruning), as a save that does not overlap with training takes.
+//!
+//! Host buffers are allocated before the first measured checkpoint on both sides, as the trainer
+//! does when it starts.
+
+use std::cell::Cell;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use tch::{Cuda, Device, Kind, Tensor, nn};
+use thiserror::Error;
+use yiflow_stages::model::{Config, Transformer};
+use yiflow_stages::train::{
+    AdamW, AdamWParams, CheckpointError, Checkpointer, TrainState, write_snapshot,
+};
+
+use crate::bench_train::DeviceArg;
+
+/// What to measure.
+#[derive(Debug, Clone, Args)]
+pub struct BenchCheckpointArgs {
+    /// Model preset (tiny, dense-125m, moe-125m).
+    #[arg(long, default_value = "dense-125m")]
+    pub preset: String,
+    /// Overrides the preset's number of layers (a smaller state on small machines).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Tokens per sequence of the training steps between checkpoints.
+    #[arg(long, default_value_t = 128)]
+    pub seq: i64,
+    /// Sequences per training step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: i64,
+    /// Training steps between two checkpoints.
+    #[arg(long, default_value_t = 5)]
+    pub every: usize,
+    /// Checkpoints measured on each side.
+    #[arg(long, default_value_t = 3)]
+    pub checkpoints: usize,
+    /// Where to run: `cpu` (f32) or `cuda` (bf16 weights, f32 optimizer state).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Folder for the checkpoints (removed afterwards); default: a new folder in the system's
+    /// temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, Error)]
+pub enum BenchCheckpointError {
+    #[error("unknown preset `{name}` (known: {})", Config::PRESETS.join(", "))]
+    UnknownPreset { name: String },
+    #[error("--{what} must be at least 1, found {value}")]
+    NotPositive { what: &'static str, value: i64 },
+    #[error("--seq {seq} is longer than the preset's max-seq {max_seq}")]
+    TooLong { seq: i64, max_seq: usize },
+    #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
+    NoCuda(String),
+    #[error("cannot build the model: {0}")]
+    Model(#[from] yiflow_stages::model::ModelError),
+    #[error("cannot create the checkpoint folder {path}: {reason}")]
+    Dir { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("the loss is not finite ({0}): the measurement would not be of a training run")]
+    Diverged(f64),
+}
+
+/// The result, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchCheckpointReport {
+    pub preset: String,
+    pub layers: usize,
+    pub device: String,
+    /// Elements in one checkpoint's tensors (weights and both moments).
+    pub state_elements: u64,
+    pub state_bytes: u64,
+    pub every: usize,
+    pub checkpoints: usize,
+    /// Mean time of one training step (async side, checkpoints excluded).
+    pub step_ms: f64,
+    /// The loop's pause per synchronous save (median, and each).
+    pub sync_ms: f64,
+    pub sync_each_ms: Vec<f64>,
+    /// The loop's pause per asynchronous checkpoint (median, and each).
+    pub stall_ms: f64,
+    pub stall_each_ms: Vec<f64>,
+    /// `stall_ms / sync_ms`.
+    pub ratio: f64,
+}
+
+impl fmt::Display for BenchCheckpointReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({} layers, {}), {:.0} MB of state every {} steps of {:.1} ms: synchronous save {:.1} ms, asynchronous stall {:.1} ms ({:.1}% of it)",
+            self.preset,
+            self.layers,
+            self.device,
+            self.state_bytes as f64 / 1e6,
+            self.every,
+            self.step_ms,
+            self.sync_ms,
+            self.stall_ms,
+            100.0 * self.ratio
+        )
+    }
+}
+
+fn median_ms(durations: &[Duration]) -> f64 {
+    let mut ms: Vec<f64> = durations.iter().map(|d| 1000.0 * d.as_secs_f64()).collect();
+    ms.sort_by(f64::total_cmp);
+    ms.get(ms.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn each_ms(durations: &[Duration]) -> Vec<f64> {
+    durations.iter().map(|d| 1000.0 * d.as_secs_f64()).collect()
+}
+
+/// Runs the benchmark; `load_cuda` makes LibTorch's CUDA backend available.
+pub fn bench_checkpoint(
+    args: &BenchCheckpointArgs,
+    load_cuda: impl FnOnce() -> Result<(), String>,
+) -> Result<BenchCheckpointReport, BenchCheckpointError> {
+    let mut config =
+        Config::preset(&args.preset).ok_or_else(|| BenchCheckpointError::UnknownPreset {
+            name: args.preset.clone(),
+        })?;
+    if let Some(layers) = args.layers {
+        config.layers = layers;
+    }
+    for (what, value) in [
+        ("layers", config.layers as i64),
+        ("seq", args.seq),
+        ("batch", args.batch),
+        ("every", args.every as i64),
+        ("checkpoints", args.checkpoints as i64),
+    ] {
+        if value < 1 {
+            return Err(BenchCheckpointError::NotPositive { what, value });
+        }
+    }
+    if args.seq > config.max_seq as i64 {
+        return Err(BenchCheckpointError::TooLong {
+            seq: args.seq,
+            max_seq: config.max_seq,
+        });
+    }
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => {
+            let loaded = load_cuda();
+            if !Cuda::is_available() {
+                return Err(BenchCheckpointError::NoCuda(loaded.err().unwrap_or_else(
+                    || "libtorch_cuda loaded, but no device is visible".to_owned(),
+                )));
+            }
+            Device::Cuda(0)
+        }
+    };
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            std::env::temp_dir().join(format!("yiflow-bench-checkpoint-{}", std::process::id()))
+        }
+    };
+    let made = |path: PathBuf| {
+        std::fs::create_dir_all(&path)
+            .map(|()| path.clone())
+            .map_err(|e| BenchCheckpointError::Dir {
+                path,
+                reason: e.to_string(),
+            })
+    };
+    let (async_dir, sync_dir) = (made(dir.join("async"))?, made(dir.join("sync"))?);
+    let result = measure(args, &config, device, &async_dir, &sync_dir);
+    let _ = std::fs::remove_dir_all(&async_dir);
+    let _ = std::fs::remove_dir_all(&sync_dir);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir(&dir);
+    }
+    result
+}
+
+fn measure(
+    args: &BenchCheckpointArgs,
+    config: &Config,
+    device: Device,
+    async_dir: &std::path::Path,
+    sync_dir: &std::path::Path,
+) -> Result<BenchCheckpointReport, BenchCheckpointError> {
+    tch::manual_seed(1234);
+    let mut vs = nn::VarStore::new(device);
+    let model = Transformer::new(&vs.root(), config)?;
+    if device.is_cuda() {
+        vs.bfloat16();
+    }
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = AdamW::new(vars, AdamWParams::default());
+    let vocab = config.vocab as i64;
+    let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
+    let input = tokens.narrow(1, 0, args.seq);
+    let targets = tokens.narrow(1, 1, args.seq).reshape([-1]);
+    let sync_device = || {
+        if let Device::Cuda(i) = device {
+            Cuda::synchronize(i as i64);
+        }
+    };
+    let steps = Cell::new(0u64);
+    let train = |opt: &mut AdamW, n: usize| -> Result<Duration, BenchCheckpointError> {
+        let started = Instant::now();
+        let mut loss = Tensor::zeros([], (Kind::Float, device));
+        for _ in 0..n {
+            steps.set(steps.get() + 1);
+            let out = model.forward(&input);
+            loss = out
+                .logits
+                .view([-1, vocab])
+                .cross_entropy_for_logits(&targets)
+                + out.aux_loss * 0.01;
+            loss.backward();
+            opt.accumulate();
+            opt.clip_grad_norm(1.0);
+            opt.step(1e-4, steps.get());
+            opt.zero_grad();
+        }
+        let loss = loss.double_value(&[]);
+        if !loss.is_finite() {
+            return Err(BenchCheckpointError::Diverged(loss));
+        }
+        sync_device();
+        Ok(started.elapsed())
+    };
+    let mut state = TrainState::new(args.batch as usize);
+
+    // Warm-up (allocator, kernels) and host buffers for both sides.
+    train(&mut opt, 1)?;
+    let mut background = Checkpointer::new(async_dir, 2)?;
+    let mut inline = Checkpointer::new(sync_dir, 2)?;
+    background.capture(&opt.state(), &state, &[], false)?;
+    inline.capture(&opt.state(), &state, &[], false)?;
+
+    let mut training = Duration::ZERO;
+    let mut stalls = Vec::with_capacity(args.checkpoints);
+    for _ in 0..args.checkpoints {
+        training += train(&mut opt, args.every)?;
+        state.step = steps.get();
+        stalls.push(background.capture(&opt.state(), &state, &[], true)?);
+    }
+    background.finish()?;
+
+    let mut saves = Vec::with_capacity(args.checkpoints);
+    for _ in 0..args.checkpoints {
+        train(&mut opt, args.every)?;
+        state.step = steps.get();
+        let started = Instant::now();
+        inline.capture(&opt.state(), &state, &[], false)?;
+        if let Some(snapshot) = inline.last()? {
+            write_snapshot(sync_dir, snapshot, 2)?;
+        }
+        saves.push(started.elapsed());
+    }
+
+    let state_tensors = opt.state();
+    let state_elements: u64 = state_tensors.iter().map(|(_, t)| t.numel() as u64).sum();
+    let state_bytes: u64 = state_tensors
+        .iter()
+        .map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
+        .sum();
+    let (sync_ms, stall_ms) = (median_ms(&saves), median_ms(&stalls));
+    Ok(BenchCheckpointReport {
+        preset: args.preset.clone(),
+        layers: config.layers,
+        device: match device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".to_owned(),
+        },
+        state_elements,
+        state_bytes,
+        every: args.every,
+        checkpoints: args.checkpoints,
+        step_ms: 1000.0 * training.as_secs_f64() / (args.every * args.checkpoints) as f64,
+        sync_ms,
+        sync_each_ms: each_ms(&saves),
+        stall_ms,
+        stall_each_ms: each_ms(&stalls),
+        ratio: stall_ms / sync_ms,
+    })
+}

@@ -7,8 +7,8 @@
 #
 # Settings: WORKER (default .dev/bin/yiflow-worker, else target/release/yiflow-worker), DIR (where
 # checkpoints are written, on the disk a training run would use; default the system's temp folder),
-# CHECKPOINTS (per side, default 5), PYTHON (on the GPU machine: the Python whose torch/lib the
-# worker runs against).
+# CHECKPOINTS (per side, default 5), CPU (0: leave out the CPU rows), PYTHON (on the GPU machine: the
+# Python whose torch/lib the worker runs against).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/bench/out"
@@ -40,8 +40,10 @@ run() {
     echo "running bench-checkpoint $*" >&2
     "$worker" bench-checkpoint "$@" --checkpoints "$n" "${dir_args[@]}" --json | tail -n 1 >> "$results"
 }
-run --preset tiny --device cpu --seq 64 --batch 4 --every 3
-run --preset dense-125m --layers 4 --device cpu --seq 64 --batch 2 --every 3
+if [ "${CPU:-1}" != 0 ]; then
+    run --preset tiny --device cpu --seq 64 --batch 4 --every 3
+    run --preset dense-125m --layers 4 --device cpu --seq 64 --batch 2 --every 3
+fi
 if [ -n "$gpu" ]; then
     run --preset dense-125m --device cuda --seq 1024 --batch 16 --every 10
     run --preset moe-125m --device cuda --seq 1024 --batch 16 --every 10

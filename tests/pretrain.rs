@@ -171,6 +171,11 @@ fn a_tiny_recipe_trains_and_writes_weights_config_and_metrics() {
         serde_json::json!([512, 64])
     );
     assert_eq!(header["layers.7.attn.q.weight"]["dtype"], "F32");
+    assert_eq!(
+        newest_checkpoint(&p),
+        None,
+        "a finished run's checkpoints are removed"
+    );
 }
 
 #[test]
@@ -263,13 +268,25 @@ fn an_injected_nan_rolls_back_and_too_many_fail_clearly() {
     let strict = Project::new(&recipe(1));
     let run = strict
         .command(&["run", "recipe.kdl"])
-        .env("YIFLOW_TEST_POISON_STEPS", "3,4")
+        .env("YIFLOW_TEST_POISON_STEPS", "12,13")
         .output()
         .unwrap();
     assert!(!run.status.success());
     let log = strict.yiflow("log", &["pretrain"]).stdout;
     assert!(
-        log.contains("gave up after 1 rollbacks (rollback max=1); the last: step 4, nan loss"),
+        log.contains("gave up after 1 rollbacks (rollback max=1); the last: step 13, nan loss"),
         "{log}"
     );
+    // The failed run left checkpoints (steps 5 and 10); `--force` trains from scratch regardless.
+    assert_eq!(newest_checkpoint(&strict), Some(10));
+    let forced = strict.yiflow("run", &["--force", "pretrain"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    let log = strict.yiflow("log", &["pretrain"]).stdout;
+    assert!(!log.contains("resuming from checkpoint"), "{log}");
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(artifact(&strict, "model.safetensors").join("train.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["resumed_from_step"], Value::Null, "{summary}");
 }

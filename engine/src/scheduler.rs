@@ -16,6 +16,7 @@ use tracing::{debug, info_span, warn};
 
 use yiflow_dsl::{ExecutorDecl, SlurmDecl};
 
+use crate::artifact_store::remove_tree;
 use crate::local_executor::{ExitOutcome, ProcessSpec, Programs, run_local};
 use crate::stage_key::{Prepared, hash_files, prepare};
 use crate::{
@@ -476,6 +477,11 @@ impl Scheduler {
             // Only training kinds (in the worker) checkpoint; others need no folder.
             let launch = stage.kind.launch(&stage.params);
             let checkpoints = self.ws.checkpoints_dir(&prepared.fingerprint);
+            // `--force` trains from scratch: checkpoints an earlier run of this fingerprint left
+            // would otherwise resume it. Retries within this run still resume.
+            if launch == Launch::Worker && self.attempts[i] == 0 && self.opts.force.contains(&i) {
+                remove_tree(&checkpoints)?;
+            }
             if launch == Launch::Worker {
                 std::fs::create_dir_all(&checkpoints)
                     .map_err(|e| EngineError::io("create", &checkpoints, e))?;
@@ -743,6 +749,17 @@ impl Scheduler {
         match result {
             Ok(manifest) => {
                 let took = attempt.started.elapsed();
+                // A finished training run's checkpoints are of no further use (the artifact holds
+                // the weights); they are large.
+                if let Some(prepared) = &self.prepared[i] {
+                    let checkpoints = self.ws.checkpoints_dir(&prepared.fingerprint);
+                    if let Err(e) = remove_tree(&checkpoints) {
+                        self.reporter.warn(&format!(
+                            "failed to remove the checkpoints of `{}`: {e}",
+                            self.name(i)
+                        ));
+                    }
+                }
                 self.record(
                     i,
                     RunState::Succeeded,

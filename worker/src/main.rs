@@ -6,7 +6,6 @@ mod cli;
 mod cuda;
 mod doctor;
 mod exec;
-mod flat_adamw;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -291,7 +291,11 @@ fn create_grads(slots: &[Slot]) -> Result<(), tch::TchError> {
     if missing.is_empty() {
         return Ok(());
     }
-    tch::with_grad(|| Tensor::f_stack(&missing, 0)?.f_sum(Kind::Float)?.f_backward())
+    tch::with_grad(|| {
+        Tensor::f_stack(&missing, 0)?
+            .f_sum(Kind::Float)?
+            .f_backward()
+    })
 }
 
 #[cfg(test)]
@@ -515,7 +519,14 @@ mod tests {
             let names: Vec<&str> = snapshot.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(
                 names,
-                ["model.w", "adamw.m.w", "adamw.v.w", "model.b", "adamw.m.b", "adamw.v.b"]
+                [
+                    "model.w",
+                    "adamw.m.w",
+                    "adamw.v.w",
+                    "model.b",
+                    "adamw.m.b",
+                    "adamw.v.b"
+                ]
             );
             assert_eq!(snapshot[0].1.kind(), Kind::Float, "f32 weights saved");
             step(&mut opt, 3);
@@ -523,7 +534,10 @@ mod tests {
             let master: Vec<Tensor> = opt.weights().into_iter().map(|(_, t)| t.copy()).collect();
             let get = |k: &str| snapshot.iter().find(|(n, _)| n == k).map(|(_, t)| t.copy());
             opt.restore(get).unwrap();
-            assert!(w.equal(&snapshot[0].1.to_kind(kind)), "the model gets the weights back");
+            assert!(
+                w.equal(&snapshot[0].1.to_kind(kind)),
+                "the model gets the weights back"
+            );
             step(&mut opt, 3);
             assert!(w.equal(&after[0]) && b.equal(&after[1]), "{kind:?}");
             for ((_, now), then) in opt.weights().iter().zip(&master) {

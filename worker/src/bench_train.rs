@@ -202,11 +202,13 @@ pub fn bench_train(
         KernelArg::PaddedBmm => ExpertKernel::PaddedBmm,
     };
     model.set_expert_kernel(kernel);
-    let vars: Vec<(String, Tensor)> = vs
+    let mut vars: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
         .filter(|(_, v)| v.requires_grad())
         .collect();
+    // By name, as the trainer does: the buffers' layout then does not depend on hash order.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut optimizer = AdamW::new(vars, ADAMW)?;
 
     let optimizer_numel = optimizer.numel();

@@ -226,8 +226,8 @@ impl AdamW {
         let _ = self.grads.zero_();
     }
 
-    /// The state to checkpoint, by name: `model.NAME` (f32 weights), `adamw.m.NAME`, `adamw.v.NAME`;
-    /// views into the buffers, valid until the next step.
+    /// The state to checkpoint, by name: `model.NAME` (f32 weights), `adamw.m.NAME`, `adamw.v.NAME`.
+    /// They are views into the buffers, which later steps update: copy them to keep a snapshot.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let w = self.weights_f32();
         let mut out = Vec::with_capacity(3 * self.slots.len());

@@ -4,7 +4,8 @@ preset and batch shape, timed the same way (warm-up, then whole steps between tw
 torch.cuda.synchronize calls). Prints one JSON object per variant.
 
 Weights and activations are bf16 (the model is cast, like yiflow's `VarStore::bfloat16`); the
-optimizer is torch.optim.AdamW(fused=True) over the bf16 parameters, decay 0.01 on matrices only.
+optimizer is torch.optim.AdamW(fused=True) over the bf16 parameters, decay 0.01 on matrices but
+the embedding.
 
 usage: bench.py PRESET VARIANT [--seq 1024] [--batch 32] [--steps 20] [--warmup 5]
   VARIANT: eager | compile (dense); loop | grouped | grouped-compile (MoE)
@@ -47,10 +48,12 @@ def main():
     is_moe = model.config["experts"] is not None
     if is_moe == (args.variant in ("eager", "compile")):
         sys.exit(f"variant {args.variant} does not apply to preset {args.preset}")
-    params = [p for p in model.parameters() if p.requires_grad]
+    # yiflow's decay rule (stages/src/train/adamw.rs): matrices decay, vectors and the embedding not.
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decays = [p.dim() >= 2 and not n.startswith("embed.") for n, p in params]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.01},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        {"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": 0.01},
+        {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 

@@ -15,11 +15,19 @@ use serde::Serialize;
 use tch::{Cuda, Device, Kind, Tensor, nn};
 use thiserror::Error;
 use yiflow_stages::model::{Config, ExpertKernel, Transformer};
-
-use crate::flat_adamw::{AdamWConfig, FlatAdamW, FlatAdamWError};
+use yiflow_stages::train::{AdamW, AdamWError, AdamWParams};
 
 /// Weight of the MoE balancing loss in the benchmark's objective.
 const AUX_WEIGHT: f64 = 0.01;
+
+/// The optimizer's settings but the learning rate: PyTorch's `AdamW` defaults but a lighter weight
+/// decay, as the PyTorch side of the comparison (`bench/train-throughput/bench.py`) sets them.
+const ADAMW: AdamWParams = AdamWParams {
+    beta1: 0.9,
+    beta2: 0.999,
+    weight_decay: 0.01,
+    eps: 1e-8,
+};
 
 /// What to measure.
 #[derive(Debug, Clone, Args)]
@@ -91,7 +99,7 @@ pub enum BenchTrainError {
     #[error("cannot build the model: {0}")]
     Model(#[from] yiflow_stages::model::ModelError),
     #[error("cannot set up the optimizer: {0}")]
-    Optimizer(#[from] FlatAdamWError),
+    Optimizer(#[from] AdamWError),
     #[error("the loss is not finite ({loss}) after {steps} steps")]
     Diverged { loss: f64, steps: usize },
 }
@@ -194,16 +202,18 @@ pub fn bench_train(
         KernelArg::PaddedBmm => ExpertKernel::PaddedBmm,
     };
     model.set_expert_kernel(kernel);
-    let mut optimizer = FlatAdamW::new(
-        vs.trainable_variables(),
-        AdamWConfig {
-            lr: args.lr,
-            ..AdamWConfig::default()
-        },
-    )?;
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, v)| v.requires_grad())
+        .collect();
+    // By name, as the trainer does: the buffers' layout then does not depend on hash order.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut optimizer = AdamW::new(vars, ADAMW)?;
 
     let optimizer_numel = optimizer.numel();
-    let no_optimizer = args.no_optimizer;
+    let (no_optimizer, lr) = (args.no_optimizer, args.lr);
+    let mut updates = 0;
     let vocab = config.vocab as i64;
     let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
     let input = tokens.narrow(1, 0, args.seq);
@@ -215,8 +225,10 @@ pub fn bench_train(
         let loss = logits.cross_entropy_for_logits(&targets) + out.aux_loss * AUX_WEIGHT;
         loss.backward();
         if !no_optimizer {
-            optimizer.step();
+            updates += 1;
+            optimizer.step(lr, updates);
         }
+        optimizer.zero_grad();
         loss.detach()
     };
 

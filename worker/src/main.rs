@@ -7,7 +7,6 @@ mod cli;
 mod cuda;
 mod doctor;
 mod exec;
-mod flat_adamw;
 
 use std::fmt::Display;
 use std::io::IsTerminal;

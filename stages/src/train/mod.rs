@@ -16,7 +16,7 @@ mod train_state;
 mod trainer;
 
 #[cfg(feature = "torch")]
-pub use adamw::{AdamW, decays};
+pub use adamw::{AdamW, AdamWError, decays};
 pub use batch_growth::BatchGrower;
 #[cfg(feature = "torch")]
 pub use checkpoint::{

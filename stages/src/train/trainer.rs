@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor, nn};
 
-use super::adamw::AdamW;
+use super::adamw::{AdamW, AdamWError};
 use super::checkpoint::{CheckpointError, Checkpointer};
 use super::loader::{Batch, DataPosition, Loader};
 use super::metrics::{Fault, PeakFlops, StepMetrics};
@@ -38,6 +38,8 @@ const AVERAGE_DECAY: f64 = 0.9;
 pub enum TrainError {
     #[error("cannot build the model: {0}")]
     Model(#[from] ModelError),
+    #[error("cannot set up the optimizer: {0}")]
+    Optimizer(#[from] AdamWError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("cannot resume from {path}: {reason}")]
@@ -107,9 +109,13 @@ impl<'a> Trainer<'a> {
         if device.is_cuda() {
             vs.bfloat16();
         }
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let opt = AdamW::new(vars, params.adamw.clone());
+        let opt = AdamW::new(vars, params.adamw.clone())?;
         let cuda = usize::from(device.is_cuda());
         Ok(Self {
             params,
@@ -375,7 +381,6 @@ impl<'a> Trainer<'a> {
             let share = n as f64 / batch.rows as f64;
             let total = (&lm + &aux * self.params.aux_loss) * share;
             total.f_backward()?;
-            self.opt.accumulate();
             loss_sum += lm.detach() * share;
             aux_sum += aux.detach() * share;
             load = out.expert_load.map(|l| l.detach());

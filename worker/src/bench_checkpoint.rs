@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use tch::{Cuda, Device, Kind, Tensor, nn};
+use tch::{Cuda, Device, Kind, Tensor};
 use thiserror::Error;
-use yiflow_stages::model::{Config, Transformer};
+use yiflow_stages::model::Config;
 use yiflow_stages::train::{
     AdamW, AdamWParams, CheckpointError, Checkpointer, TrainState, write_snapshot,
 };
 
-use crate::bench_train::DeviceArg;
+use crate::bench_train::{DeviceArg, Setup, SetupError, pick_device};
 
 /// What to measure.
 #[derive(Debug, Clone, Args)]
@@ -72,10 +72,8 @@ pub enum BenchCheckpointError {
     NotPositive { what: &'static str, value: i64 },
     #[error("--seq {seq} is longer than the preset's max-seq {max_seq}")]
     TooLong { seq: i64, max_seq: usize },
-    #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
-    NoCuda(String),
-    #[error("cannot build the model: {0}")]
-    Model(#[from] yiflow_stages::model::ModelError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     #[error("cannot create the checkpoint folder {path}: {reason}")]
     Dir { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -164,18 +162,7 @@ pub fn bench_checkpoint(
             max_seq: config.max_seq,
         });
     }
-    let device = match args.device {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => {
-            let loaded = load_cuda();
-            if !Cuda::is_available() {
-                return Err(BenchCheckpointError::NoCuda(loaded.err().unwrap_or_else(
-                    || "libtorch_cuda loaded, but no device is visible".to_owned(),
-                )));
-            }
-            Device::Cuda(0)
-        }
-    };
+    let device = pick_device(args.device, load_cuda)?;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => {
@@ -207,15 +194,12 @@ fn measure(
     async_dir: &std::path::Path,
     sync_dir: &std::path::Path,
 ) -> Result<BenchCheckpointReport, BenchCheckpointError> {
-    tch::manual_seed(1234);
-    let mut vs = nn::VarStore::new(device);
-    let model = Transformer::new(&vs.root(), config)?;
-    if device.is_cuda() {
-        vs.bfloat16();
-    }
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = AdamW::new(vars, AdamWParams::default());
+    let Setup {
+        model,
+        optimizer: mut opt,
+        vs: _vs,
+        ..
+    } = Setup::new(config, device, AdamWParams::default())?;
     let vocab = config.vocab as i64;
     let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
     let input = tokens.narrow(1, 0, args.seq);
@@ -238,7 +222,6 @@ fn measure(
                 .cross_entropy_for_logits(&targets)
                 + out.aux_loss * 0.01;
             loss.backward();
-            opt.accumulate();
             opt.clip_grad_norm(1.0);
             opt.step(1e-4, steps.get());
             opt.zero_grad();

@@ -94,12 +94,8 @@ pub enum BenchTrainError {
         preset: String,
         max_seq: usize,
     },
-    #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
-    NoCuda(String),
-    #[error("cannot build the model: {0}")]
-    Model(#[from] yiflow_stages::model::ModelError),
-    #[error("cannot set up the optimizer: {0}")]
-    Optimizer(#[from] AdamWError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     #[error("the loss is not finite ({loss}) after {steps} steps")]
     Diverged { loss: f64, steps: usize },
 }
@@ -152,6 +148,74 @@ impl fmt::Display for BenchTrainReport {
     }
 }
 
+/// Why a benchmark's model could not be set up.
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
+    NoCuda(String),
+    #[error("cannot build the model: {0}")]
+    Model(#[from] yiflow_stages::model::ModelError),
+    #[error("cannot set up the optimizer: {0}")]
+    Optimizer(#[from] AdamWError),
+}
+
+/// The device `--device` names; `load_cuda` makes LibTorch's CUDA backend available.
+pub fn pick_device(
+    arg: DeviceArg,
+    load_cuda: impl FnOnce() -> Result<(), String>,
+) -> Result<Device, SetupError> {
+    match arg {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => {
+            let loaded = load_cuda();
+            if !Cuda::is_available() {
+                return Err(SetupError::NoCuda(loaded.err().unwrap_or_else(|| {
+                    "libtorch_cuda loaded, but no device is visible".to_owned()
+                })));
+            }
+            Ok(Device::Cuda(0))
+        }
+    }
+}
+
+/// A model to benchmark and the trainer's optimizer over it, set up as the trainer does it: bf16
+/// weights on CUDA, f32 on the CPU, the trainable variables laid out by name (the buffers' layout
+/// then does not depend on hash order).
+pub struct Setup {
+    pub model: Transformer,
+    pub optimizer: AdamW,
+    pub dtype: &'static str,
+    /// Owns the variables.
+    pub vs: nn::VarStore,
+}
+
+impl Setup {
+    pub fn new(config: &Config, device: Device, hp: AdamWParams) -> Result<Self, SetupError> {
+        tch::manual_seed(1234);
+        let mut vs = nn::VarStore::new(device);
+        let model = Transformer::new(&vs.root(), config)?;
+        let dtype = if device.is_cuda() {
+            vs.bfloat16();
+            "bf16"
+        } else {
+            "f32"
+        };
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let optimizer = AdamW::new(vars, hp)?;
+        Ok(Self {
+            model,
+            optimizer,
+            dtype,
+            vs,
+        })
+    }
+}
+
 /// Runs the benchmark; `load_cuda` makes LibTorch's CUDA backend available.
 pub fn bench_train(
     args: &BenchTrainArgs,
@@ -176,41 +240,18 @@ pub fn bench_train(
             max_seq: config.max_seq,
         });
     }
-    let device = match args.device {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => {
-            let loaded = load_cuda();
-            if !Cuda::is_available() {
-                return Err(BenchTrainError::NoCuda(loaded.err().unwrap_or_else(|| {
-                    "libtorch_cuda loaded, but no device is visible".to_owned()
-                })));
-            }
-            Device::Cuda(0)
-        }
-    };
-    tch::manual_seed(1234);
-    let mut vs = nn::VarStore::new(device);
-    let mut model = Transformer::new(&vs.root(), &config)?;
-    let dtype = if device.is_cuda() {
-        vs.bfloat16();
-        "bf16"
-    } else {
-        "f32"
-    };
+    let device = pick_device(args.device, load_cuda)?;
+    let Setup {
+        mut model,
+        mut optimizer,
+        dtype,
+        vs: _vs,
+    } = Setup::new(&config, device, ADAMW)?;
     let kernel = match args.expert_kernel {
         KernelArg::GroupedMm => ExpertKernel::GroupedMm,
         KernelArg::PaddedBmm => ExpertKernel::PaddedBmm,
     };
     model.set_expert_kernel(kernel);
-    let mut vars: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, v)| v.requires_grad())
-        .collect();
-    // By name, as the trainer does: the buffers' layout then does not depend on hash order.
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut optimizer = AdamW::new(vars, ADAMW)?;
-
     let optimizer_numel = optimizer.numel();
     let (no_optimizer, lr) = (args.no_optimizer, args.lr);
     let mut updates = 0;

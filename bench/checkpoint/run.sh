@@ -46,7 +46,6 @@ if [ "${CPU:-1}" != 0 ]; then
 fi
 if [ -n "$gpu" ]; then
     run --preset dense-125m --device cuda --seq 1024 --batch 16 --every 10
-    run --preset moe-125m --device cuda --seq 1024 --batch 16 --every 10
 fi
 
 {

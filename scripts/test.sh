@@ -23,6 +23,8 @@ if [[ $EUID -eq 0 && ${YIFLOW_SKIP_SLURM:-0} != 1 ]] &&
 fi
 
 bash scripts/install-libtorch.sh
+# The PyTorch side of the GPU benchmark, checked on the CPU with the torch just installed (seconds).
+(cd bench/train-throughput && "${XDG_CACHE_HOME:-$HOME/.cache}/yiflow/torch-2.11.0/bin/python" test_model.py)
 cargo build --all-targets
 cargo build -p yiflow-worker
 # The pretrain end-to-end tests fail instead of skipping when the worker is missing.

@@ -7,8 +7,10 @@ Weights and activations are bf16 (the model is cast, like yiflow's `VarStore::bf
 optimizer is torch.optim.AdamW(fused=True) over the bf16 parameters, decay 0.01 on matrices but
 the embedding.
 
-usage: bench.py PRESET VARIANT [--seq 1024] [--batch 32] [--steps 20] [--warmup 5]
+usage: bench.py PRESET VARIANT [--seq 1024] [--batch 32] [--steps 20] [--warmup 5] [--device cuda]
   VARIANT: eager | compile (dense); loop | grouped | grouped-compile (MoE)
+  --device cpu runs it on the CPU in f32 (test_model.py does, so that the script is checked
+  without a GPU).
 """
 
 import argparse
@@ -32,6 +34,7 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--profile", action="store_true",
@@ -40,11 +43,13 @@ def main():
                         help="time forward and backward only, to see the optimizer's share")
     args = parser.parse_args()
 
-    device = torch.device("cuda")
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
     torch.manual_seed(1234)
     moe = "loop" if args.variant == "loop" else "grouped"
     compiled = args.variant.endswith("compile")
-    model = Transformer(args.preset, moe=moe).to(device=device, dtype=torch.bfloat16)
+    model = Transformer(args.preset, moe=moe).to(device=device,
+                                                 dtype=torch.bfloat16 if cuda else torch.float32)
     is_moe = model.config["experts"] is not None
     if is_moe == (args.variant in ("eager", "compile")):
         sys.exit(f"variant {args.variant} does not apply to preset {args.preset}")
@@ -55,7 +60,7 @@ def main():
         {"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": 0.01},
         {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, fused=cuda)
 
     vocab = model.config["vocab"]
     tokens = torch.randint(vocab, (args.batch, args.seq + 1), device=device)
@@ -75,15 +80,19 @@ def main():
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
+    def synchronize():
+        if cuda:
+            torch.cuda.synchronize()
+
     first = None
     for _ in range(args.warmup):
         loss = step()
         first = loss if first is None else first
-    torch.cuda.synchronize()
+    synchronize()
     started = time.perf_counter()
     for _ in range(args.steps):
         last = step()
-    torch.cuda.synchronize()
+    synchronize()
     seconds = time.perf_counter() - started
 
     if args.profile:
@@ -97,13 +106,13 @@ def main():
 
     tokens_per_s = args.steps * args.batch * args.seq / seconds
     flops = model.flops_per_token(args.seq)
-    n_params = sum(p.numel() for p in params)
+    n_params = sum(p.numel() for _, p in params)
     print(json.dumps({
         "implementation": "pytorch",
         "variant": args.variant + (" fwd+bwd" if args.no_optimizer else ""),
         "preset": args.preset,
-        "device": torch.cuda.get_device_name(),
-        "dtype": "bf16",
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "dtype": "bf16" if cuda else "f32",
         "seq": args.seq,
         "batch": args.batch,
         "steps": args.steps,
@@ -117,7 +126,7 @@ def main():
         "loss_first": float(first) if first is not None else float("nan"),
         "loss_last": float(last),
         "torch": torch.__version__,
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
     }), flush=True)
 
 

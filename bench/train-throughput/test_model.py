@@ -1,6 +1,12 @@
 """CPU checks of the benchmark's PyTorch model (`python3 test_model.py`): the two MoE forms compute
-the same function, the models are causal, and parameter and FLOP counts are those of
-stages/src/model/config.rs for the same presets."""
+the same function, the models are causal, parameter and FLOP counts are those of
+stages/src/model/config.rs for the same presets, and bench.py itself runs every eager variant to
+the end (so the GPU run, whose device time is scarce, does not find a broken script)."""
+
+import contextlib
+import io
+import json
+import sys
 
 import torch
 
@@ -55,6 +61,22 @@ def test_counts_match_config_rs():
     router = 12 * 768 * 32
     assert abs(moe.flops_per_token(1024) - dense.flops_per_token(1024) - 6 * router) < 1.0
 
+
+def test_bench_script_runs_and_trains():
+    import bench
+    m.PRESETS["small"] = small(None)
+    m.PRESETS["small-moe"] = small(dict(count=4, active=2, segments=2))
+    for preset, variant in [("small", "eager"), ("small-moe", "loop"), ("small-moe", "grouped")]:
+        sys.argv = ["bench.py", preset, variant, "--device", "cpu", "--seq", "12", "--batch", "4",
+                    "--steps", "4", "--warmup", "1", "--lr", "1e-2"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            bench.main()
+        report = json.loads(out.getvalue().strip().splitlines()[-1])
+        assert report["variant"] == variant and report["dtype"] == "f32", report
+        assert report["params"] == sum(
+            p.numel() for p in m.Transformer(preset, moe="grouped").parameters()), report
+        assert report["tokens_per_s"] > 0 and report["loss_last"] < report["loss_first"], report
 
 if __name__ == "__main__":
     for name, test in list(globals().items()):

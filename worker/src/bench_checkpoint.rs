@@ -12,7 +12,9 @@
 //!   fsync, rename, pruning), as a save that does not overlap with training takes.
 //!
 //! Host buffers are allocated before the first measured checkpoint on both sides, as the trainer
-//! does when it starts.
+//! does when it starts. A checkpoint that comes round before the previous one is written waits for
+//! that write (the host buffers are still in use): the stall is then no longer the copy alone, so
+//! `--every` must leave the writer its time, as a real run's interval of minutes does.
 
 use std::cell::Cell;
 use std::fmt;
@@ -95,9 +97,15 @@ pub struct BenchCheckpointReport {
     pub checkpoints: usize,
     /// Mean time of one training step (async side, checkpoints excluded).
     pub step_ms: f64,
+    /// Training time between two checkpoints (`every` steps).
+    pub interval_ms: f64,
     /// The loop's pause per synchronous save (median, and each).
     pub sync_ms: f64,
     pub sync_each_ms: Vec<f64>,
+    /// Of a synchronous save, the copy into host memory (median); the rest is writing. The
+    /// asynchronous stall is this copy alone when the previous write ends within `interval_ms`,
+    /// and grows by what the write takes beyond it otherwise.
+    pub copy_ms: f64,
     /// The loop's pause per asynchronous checkpoint (median, and each).
     pub stall_ms: f64,
     pub stall_each_ms: Vec<f64>,
@@ -109,7 +117,7 @@ impl fmt::Display for BenchCheckpointReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ({} layers, {}), {:.0} MB of state every {} steps of {:.1} ms: synchronous save {:.1} ms, asynchronous stall {:.1} ms ({:.1}% of it)",
+            "{} ({} layers, {}), {:.0} MB of state every {} steps of {:.1} ms: synchronous save {:.1} ms (copy {:.1} ms), asynchronous stall {:.1} ms ({:.1}% of it)",
             self.preset,
             self.layers,
             self.device,
@@ -117,6 +125,7 @@ impl fmt::Display for BenchCheckpointReport {
             self.every,
             self.step_ms,
             self.sync_ms,
+            self.copy_ms,
             self.stall_ms,
             100.0 * self.ratio
         )
@@ -251,12 +260,12 @@ fn measure(
     }
     background.finish()?;
 
-    let mut saves = Vec::with_capacity(args.checkpoints);
+    let (mut saves, mut copies) = (Vec::with_capacity(args.checkpoints), Vec::new());
     for _ in 0..args.checkpoints {
         train(&mut opt, args.every)?;
         state.step = steps.get();
         let started = Instant::now();
-        inline.capture(&opt.state(), &state, &[], false)?;
+        copies.push(inline.capture(&opt.state(), &state, &[], false)?);
         if let Some(snapshot) = inline.last()? {
             write_snapshot(sync_dir, snapshot, 2)?;
         }
@@ -270,6 +279,7 @@ fn measure(
         .map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
         .sum();
     let (sync_ms, stall_ms) = (median_ms(&saves), median_ms(&stalls));
+    let step_ms = 1000.0 * training.as_secs_f64() / (args.every * args.checkpoints) as f64;
     Ok(BenchCheckpointReport {
         preset: args.preset.clone(),
         layers: config.layers,
@@ -281,9 +291,11 @@ fn measure(
         state_bytes,
         every: args.every,
         checkpoints: args.checkpoints,
-        step_ms: 1000.0 * training.as_secs_f64() / (args.every * args.checkpoints) as f64,
+        step_ms,
+        interval_ms: step_ms * args.every as f64,
         sync_ms,
         sync_each_ms: each_ms(&saves),
+        copy_ms: median_ms(&copies),
         stall_ms,
         stall_each_ms: each_ms(&stalls),
         ratio: stall_ms / sync_ms,

@@ -155,6 +155,17 @@ fn bench_checkpoint_times_both_saves_of_the_whole_state_and_cleans_up() {
         assert_eq!(each.len(), 3, "{report}");
         assert!(each.iter().all(|ms| ms.as_f64().unwrap() > 0.0), "{report}");
     }
+    // The copy into host memory is part of a synchronous save.
+    let copy = report["copy_ms"].as_f64().unwrap();
+    assert!(
+        copy > 0.0 && copy <= report["sync_ms"].as_f64().unwrap(),
+        "{report}"
+    );
+    let interval = report["interval_ms"].as_f64().unwrap();
+    assert!(
+        (interval - 2.0 * report["step_ms"].as_f64().unwrap()).abs() < 1e-9,
+        "{report}"
+    );
     let ratio = report["ratio"].as_f64().unwrap();
     let (sync, stall) = (
         report["sync_ms"].as_f64().unwrap(),

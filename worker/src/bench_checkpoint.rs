@@ -27,10 +27,10 @@ use tch::{Cuda, Device, Kind, Tensor};
 use thiserror::Error;
 use yiflow_stages::model::Config;
 use yiflow_stages::train::{
-    AdamW, AdamWParams, CheckpointError, Checkpointer, TrainState, write_snapshot,
+    AdamW, AdamWParams, CheckpointError, Checkpointer, TrainState, Trainable, write_snapshot,
 };
 
-use crate::bench_train::{DeviceArg, Setup, SetupError, pick_device};
+use crate::bench_train::{DeviceArg, SetupError, pick_device};
 
 /// What to measure.
 #[derive(Debug, Clone, Args)]
@@ -203,12 +203,12 @@ fn measure(
     async_dir: &std::path::Path,
     sync_dir: &std::path::Path,
 ) -> Result<BenchCheckpointReport, BenchCheckpointError> {
-    let Setup {
-        model,
-        optimizer: mut opt,
+    tch::manual_seed(1234);
+    let Trainable {
         vs: _vs,
-        ..
-    } = Setup::new(config, device, AdamWParams::default())?;
+        model,
+        mut opt,
+    } = Trainable::new(config, device, AdamWParams::default()).map_err(SetupError::from)?;
     let vocab = config.vocab as i64;
     let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
     let input = tokens.narrow(1, 0, args.seq);

@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use tch::{Cuda, Device, Kind, Tensor, nn};
+use tch::{Cuda, Device, Kind, Tensor};
 use thiserror::Error;
-use yiflow_stages::model::{Config, ExpertKernel, Transformer};
-use yiflow_stages::train::{AdamW, AdamWError, AdamWParams};
+use yiflow_stages::model::{Config, ExpertKernel};
+use yiflow_stages::train::{AdamWParams, TrainError, Trainable};
 
 /// Weight of the MoE balancing loss in the benchmark's objective.
 const AUX_WEIGHT: f64 = 0.01;
@@ -153,10 +153,8 @@ impl fmt::Display for BenchTrainReport {
 pub enum SetupError {
     #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
     NoCuda(String),
-    #[error("cannot build the model: {0}")]
-    Model(#[from] yiflow_stages::model::ModelError),
-    #[error("cannot set up the optimizer: {0}")]
-    Optimizer(#[from] AdamWError),
+    #[error(transparent)]
+    Build(#[from] TrainError),
 }
 
 /// The device `--device` names; `load_cuda` makes LibTorch's CUDA backend available.
@@ -175,44 +173,6 @@ pub fn pick_device(
             }
             Ok(Device::Cuda(0))
         }
-    }
-}
-
-/// A model to benchmark and the trainer's optimizer over it, set up as the trainer does it: bf16
-/// weights on CUDA, f32 on the CPU, the trainable variables laid out by name (the buffers' layout
-/// then does not depend on hash order).
-pub struct Setup {
-    pub model: Transformer,
-    pub optimizer: AdamW,
-    pub dtype: &'static str,
-    /// Owns the variables.
-    pub vs: nn::VarStore,
-}
-
-impl Setup {
-    pub fn new(config: &Config, device: Device, hp: AdamWParams) -> Result<Self, SetupError> {
-        tch::manual_seed(1234);
-        let mut vs = nn::VarStore::new(device);
-        let model = Transformer::new(&vs.root(), config)?;
-        let dtype = if device.is_cuda() {
-            vs.bfloat16();
-            "bf16"
-        } else {
-            "f32"
-        };
-        let mut vars: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, v)| v.requires_grad())
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let optimizer = AdamW::new(vars, hp)?;
-        Ok(Self {
-            model,
-            optimizer,
-            dtype,
-            vs,
-        })
     }
 }
 
@@ -241,12 +201,13 @@ pub fn bench_train(
         });
     }
     let device = pick_device(args.device, load_cuda)?;
-    let Setup {
-        mut model,
-        mut optimizer,
-        dtype,
+    tch::manual_seed(1234);
+    let Trainable {
         vs: _vs,
-    } = Setup::new(&config, device, ADAMW)?;
+        mut model,
+        opt: mut optimizer,
+    } = Trainable::new(&config, device, ADAMW).map_err(SetupError::from)?;
+    let dtype = if device.is_cuda() { "bf16" } else { "f32" };
     let kernel = match args.expert_kernel {
         KernelArg::GroupedMm => ExpertKernel::GroupedMm,
         KernelArg::PaddedBmm => ExpertKernel::PaddedBmm,

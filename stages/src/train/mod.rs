@@ -33,4 +33,4 @@ pub use params::{
 pub use schedule::learning_rate;
 pub use train_state::{BatchId, TrainState};
 #[cfg(feature = "torch")]
-pub use trainer::{TrainError, Trained, Trainer};
+pub use trainer::{TrainError, Trainable, Trained, Trainer};

@@ -22,11 +22,11 @@ use super::adamw::{AdamW, AdamWError};
 use super::checkpoint::{CheckpointError, Checkpointer};
 use super::loader::{Batch, DataPosition, Loader};
 use super::metrics::{Fault, PeakFlops, StepMetrics};
-use super::params::PretrainParams;
+use super::params::{AdamWParams, PretrainParams};
 use super::schedule::learning_rate;
 use super::train_state::{BatchId, TrainState};
 use crate::data::TokenSplit;
-use crate::model::{ModelError, Transformer};
+use crate::model::{Config, ModelError, Transformer};
 
 /// Steps the running loss average must have seen before a spike can be called.
 const SPIKE_MIN_STEPS: u64 = 5;
@@ -71,6 +71,34 @@ pub struct Trained {
     pub weights: Vec<(String, Tensor)>,
 }
 
+/// A model and the optimizer over its trainable variables, set up as training does it: initialised
+/// from the current torch seed, bf16 on CUDA (the optimizer keeps f32 masters), f32 on the CPU, the
+/// variables laid out in the optimizer's buffers by name (not in hash order).
+pub struct Trainable {
+    /// Owns the variables.
+    pub vs: nn::VarStore,
+    pub model: Transformer,
+    pub opt: AdamW,
+}
+
+impl Trainable {
+    pub fn new(config: &Config, device: Device, hp: AdamWParams) -> Result<Self, TrainError> {
+        let mut vs = nn::VarStore::new(device);
+        let model = Transformer::new(&vs.root(), config)?;
+        if device.is_cuda() {
+            vs.bfloat16();
+        }
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let opt = AdamW::new(vars, hp)?;
+        Ok(Self { vs, model, opt })
+    }
+}
+
 /// A training run over one split of token shards.
 pub struct Trainer<'a> {
     params: &'a PretrainParams,
@@ -104,18 +132,8 @@ impl<'a> Trainer<'a> {
         seed: u64,
     ) -> Result<Self, TrainError> {
         tch::manual_seed(seed as i64);
-        let mut vs = nn::VarStore::new(device);
-        let model = Transformer::new(&vs.root(), &params.model)?;
-        if device.is_cuda() {
-            vs.bfloat16();
-        }
-        let mut vars: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, v)| v.requires_grad())
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let opt = AdamW::new(vars, params.adamw.clone())?;
+        let Trainable { vs, model, opt } =
+            Trainable::new(&params.model, device, params.adamw.clone())?;
         let cuda = usize::from(device.is_cuda());
         Ok(Self {
             params,

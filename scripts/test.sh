@@ -23,6 +23,10 @@ if [[ $EUID -eq 0 && ${YIFLOW_SKIP_SLURM:-0} != 1 ]] &&
 fi
 
 bash scripts/install-libtorch.sh
+# The Hugging Face `tokenizers` package, which must load yiflow's tokenizer.json and encode the same
+# ids (stages/src/bpe.rs); the test fails instead of skipping when it is missing.
+bash bench/data/setup.sh --tokenizers-only
+export YIFLOW_PYTHON="$PWD/bench/.venv/bin/python" YIFLOW_REQUIRE_TOKENIZERS=1
 # The PyTorch side of the GPU benchmark, checked on the CPU with the torch just installed (seconds).
 (cd bench/train-throughput && "${XDG_CACHE_HOME:-$HOME/.cache}/yiflow/torch-2.11.0/bin/python" test_model.py)
 cargo build --all-targets

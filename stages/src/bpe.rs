@@ -627,6 +627,10 @@ mod tests {
     #[test]
     fn python_tokenizers_loads_the_file_and_encodes_identically() {
         let Some(python) = python_with_tokenizers() else {
+            assert!(
+                std::env::var_os("YIFLOW_REQUIRE_TOKENIZERS").is_none(),
+                "YIFLOW_REQUIRE_TOKENIZERS is set but no Python has `tokenizers` (YIFLOW_PYTHON, bench/.venv, python3)"
+            );
             eprintln!(
                 "skipped: no Python with the `tokenizers` package (run `bash bench/data/setup.sh --tokenizers-only`)"
             );

@@ -25,6 +25,7 @@ mod slurm_journal;
 mod snapshot_index;
 mod stage;
 mod stage_key;
+mod stage_run;
 mod store_error;
 mod watch;
 mod workspace;

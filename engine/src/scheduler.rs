@@ -7,21 +7,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn};
 
-use yiflow_dsl::{ExecutorDecl, SlurmDecl};
+use yiflow_dsl::ExecutorDecl;
 
 use crate::artifact_store::remove_tree;
-use crate::local_executor::{ExitOutcome, ProcessSpec, Programs, run_local};
+use crate::local_executor::{ExitOutcome, Programs, run_local};
 use crate::stage_key::{Prepared, hash_files, prepare};
+use crate::stage_run::{Job, RunSetup, StageRun, commit, prepare_run};
 use crate::{
-    DevicePool, EngineError, JobEvent, JobJournal, Launch, Manifest, Plan, Reporter, RunState,
-    Slurm, SlurmExecutor, SlurmJobSpec, SlurmStage, StageIo, StageRecord, Workspace, local_only,
+    DevicePool, EngineError, JobEvent, Manifest, Plan, Reporter, RunState, Slurm, SlurmExecutor,
+    StageRecord, Workspace, local_only,
 };
 
 /// What `yiflow run` was asked to do.
@@ -133,12 +134,6 @@ struct Attempt {
 /// Where Slurm stages' tasks send their job events.
 type JobEvents = mpsc::UnboundedSender<(usize, JobEvent)>;
 
-/// What a launched stage runs.
-enum Job {
-    Local(Box<ProcessSpec>),
-    Slurm(Box<SlurmStage>),
-}
-
 enum Event {
     Prepared(usize, Result<Prepared, EngineError>),
     Exited(usize, std::io::Result<ExitOutcome>),
@@ -174,12 +169,6 @@ pub struct Scheduler {
 
 /// How often a stage is restarted because a declared file changed while it ran.
 const MAX_RESTARTS: u32 = 3;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 impl Scheduler {
     pub fn new(
@@ -446,129 +435,36 @@ impl Scheduler {
         let stage = &self.plan.stages[i];
         let prepared = self.prepared[i].as_ref().expect("prepared before queued");
         let _span = info_span!("stage", stage = %stage.name).entered();
-        let slurm_decl = match &stage.executor {
-            ExecutorDecl::Slurm(decl) => Some(decl),
-            ExecutorDecl::Local => None,
-        };
-        let result = (|| -> Result<(PathBuf, String, u64, Job), EngineError> {
-            // A Slurm stage works in a folder that outlives the engine (see `Workspace::slurm_job_dir`);
-            // a journal there from a killed run of the same fingerprint is the job to re-attach to.
-            let (run_dir, journal) = if slurm_decl.is_some() {
-                let dir = self.ws.slurm_job_dir(&stage.name, &prepared.fingerprint);
-                let journal = JobJournal::load(&dir)
-                    .filter(|j| j.fingerprint == prepared.fingerprint && j.stage == stage.name);
-                if journal.is_none() {
-                    if dir.exists() {
-                        std::fs::remove_dir_all(&dir)
-                            .map_err(|e| EngineError::io("clear", &dir, e))?;
-                    }
-                    let out = dir.join("out");
-                    std::fs::create_dir_all(&out)
-                        .map_err(|e| EngineError::io("create", &out, e))?;
-                }
-                (dir, journal)
-            } else {
-                (self.ws.new_run_dir(&stage.name)?, None)
-            };
-            let params_file = run_dir.join("params.json");
-            let params = serde_json::to_vec_pretty(&stage.params).unwrap_or_default();
-            std::fs::write(&params_file, params)
-                .map_err(|e| EngineError::io("write", &params_file, e))?;
-            // Only training kinds (in the worker) checkpoint; others need no folder.
-            let launch = stage.kind.launch(&stage.params);
-            let checkpoints = self.ws.checkpoints_dir(&prepared.fingerprint);
-            // `--force` trains from scratch: checkpoints an earlier run of this fingerprint left
-            // would otherwise resume it. Retries within this run still resume.
-            if launch == Launch::Worker && self.attempts[i] == 0 && self.opts.force.contains(&i) {
-                remove_tree(&checkpoints)?;
-            }
-            if launch == Launch::Worker {
-                std::fs::create_dir_all(&checkpoints)
-                    .map_err(|e| EngineError::io("create", &checkpoints, e))?;
-            }
-            let io = StageIo {
-                stage: stage.name.clone(),
-                kind: stage.kind.kind().to_owned(),
-                out: run_dir.join("out"),
-                inputs: stage
-                    .inputs
-                    .iter()
-                    .map(|&u| {
-                        let State::Done(hash) = &self.state[u] else {
-                            unreachable!("inputs are done")
-                        };
-                        (
-                            self.plan.stages[u].name.clone(),
-                            self.ws.artifacts().path(hash),
-                        )
-                    })
-                    .collect(),
-                checkpoints,
-                devices: devices.clone(),
-                seed: self.plan.recipe.seed,
-                recipe_dir: self.plan.recipe.dir.clone(),
-                params_file,
-            };
-            let (program, args, extra_env) = self.programs.command_for(&launch);
-            let mut env = io.to_env();
-            env.extend(extra_env);
-            let log_dir = self.ws.logs_dir().join(&stage.name);
-            std::fs::create_dir_all(&log_dir)
-                .map_err(|e| EngineError::io("create", &log_dir, e))?;
-            let (log, started_at) = if let Some(journal) = &journal {
-                (journal.log.clone(), journal.started_at)
-            } else {
-                let started_at = now_ms();
-                let log_name = format!("{started_at}-{}.log", &prepared.fingerprint[..12]);
-                let log_path = log_dir.join(&log_name);
-                let header = format!(
-                    "# yiflow: stage `{}` (kind {}), fingerprint {}\n# command: {} {}\n",
-                    stage.name,
-                    stage.kind.kind(),
-                    prepared.fingerprint,
-                    program.display(),
-                    args.join(" ")
-                );
-                std::fs::write(&log_path, header)
-                    .map_err(|e| EngineError::io("write", &log_path, e))?;
-                (format!("logs/{}/{log_name}", stage.name), started_at)
-            };
-            let log_path = self.ws.root().join(&log);
-            let job = match slurm_decl {
-                Some(decl) => Job::Slurm(Box::new(SlurmStage {
-                    spec: job_spec(
-                        decl,
-                        stage,
-                        &launch,
-                        &program,
-                        &args,
-                        env,
-                        &run_dir,
-                        &log_path,
-                        &self.plan.recipe.dir,
-                    ),
-                    journal: JobJournal {
-                        job: crate::JobId(0),
-                        recipe: self.plan.recipe.name.clone(),
-                        stage: stage.name.clone(),
-                        fingerprint: prepared.fingerprint.clone(),
-                        log: log.clone(),
-                        started_at,
-                    },
-                    dir: run_dir.clone(),
-                })),
-                None => Job::Local(Box::new(ProcessSpec {
-                    program,
-                    args,
-                    env,
-                    cwd: self.plan.recipe.dir.clone(),
-                    log: log_path,
-                    executor: stage.executor.clone(),
-                })),
-            };
-            Ok((run_dir, log, started_at, job))
-        })();
-        let (run_dir, log, started_at, job) = match result {
+        let inputs = stage
+            .inputs
+            .iter()
+            .map(|&u| {
+                let State::Done(hash) = &self.state[u] else {
+                    unreachable!("inputs are done")
+                };
+                (
+                    self.plan.stages[u].name.clone(),
+                    self.ws.artifacts().path(hash),
+                )
+            })
+            .collect();
+        let result = prepare_run(&RunSetup {
+            ws: &self.ws,
+            plan: &self.plan,
+            programs: &self.programs,
+            stage,
+            prepared,
+            inputs,
+            devices: &devices,
+            // `--force` trains from scratch; retries within this run still resume.
+            fresh_training: self.attempts[i] == 0 && self.opts.force.contains(&i),
+        });
+        let StageRun {
+            run_dir,
+            log,
+            started_at,
+            job,
+        } = match result {
             Ok(r) => r,
             Err(e) => {
                 self.pool.give_back(devices);
@@ -586,7 +482,8 @@ impl Scheduler {
             .flatten()
             .and_then(|r| r.content_hash);
         self.record(i, RunState::Running, started_at, 0, Some(&log), None, None);
-        let detail = if slurm_decl.is_some() {
+        let slurm = matches!(job, Job::Slurm(_));
+        let detail = if slurm {
             "slurm".to_owned()
         } else {
             devices.join(",")
@@ -595,7 +492,6 @@ impl Scheduler {
         debug!(stage = %stage.name, "launching");
         let cancel = CancellationToken::new();
         let token = cancel.clone();
-        let slurm = matches!(job, Job::Slurm(_));
         match job {
             Job::Local(spec) => {
                 let programs = self.programs.clone();
@@ -938,93 +834,5 @@ impl Scheduler {
             }
         }
         self.summary.replan = Some(plan);
-    }
-}
-
-/// After a successful exit: check the declared files did not change, then move the output into the
-/// artifact store and index it.
-#[allow(clippy::too_many_arguments)]
-fn commit(
-    plan: &Plan,
-    i: usize,
-    ws: &Workspace,
-    prepared: &Prepared,
-    out: &std::path::Path,
-    log: String,
-    started_at: u64,
-    took: Duration,
-) -> Result<Manifest, EngineError> {
-    let stage = &plan.stages[i];
-    let now = hash_files(ws.index(), &plan.recipe.dir, stage)?;
-    if let Some((path, _)) = prepared
-        .key
-        .files
-        .iter()
-        .find(|(p, h)| now.get(*p) != Some(h))
-    {
-        return Err(EngineError::FileChanged { path: path.clone() });
-    }
-    let (content_hash, files) = ws.artifacts().commit(out)?;
-    let manifest = Manifest {
-        content_hash,
-        files,
-        stage: stage.name.clone(),
-        kind: stage.kind.kind().to_owned(),
-        fingerprint: prepared.fingerprint.clone(),
-        key: serde_json::to_value(&prepared.key).unwrap_or_default(),
-        started_at,
-        duration_ms: took.as_millis() as u64,
-        log: Some(log),
-        metrics: serde_json::Value::Null,
-    };
-    ws.index().put_manifest(&manifest)?;
-    Ok(manifest)
-}
-
-/// The batch job of a Slurm stage: the command a local run would start, with the stage's environment
-/// except the device list, which the job script takes from what Slurm gave the job.
-#[allow(clippy::too_many_arguments)]
-fn job_spec(
-    decl: &SlurmDecl,
-    stage: &crate::PlannedStage,
-    launch: &Launch,
-    program: &std::path::Path,
-    args: &[String],
-    env: Vec<(String, String)>,
-    run_dir: &std::path::Path,
-    log: &std::path::Path,
-    workdir: &std::path::Path,
-) -> SlurmJobSpec {
-    let command = match launch {
-        Launch::Shell { line, .. } => line.clone(),
-        Launch::Internal | Launch::Worker => std::iter::once(program.display().to_string())
-            .chain(args.iter().cloned())
-            .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
-    SlurmJobSpec {
-        name: format!("yiflow:{}", stage.name),
-        command,
-        script_path: run_dir.join("job.sh"),
-        workdir: workdir.to_owned(),
-        stdout_path: log.to_owned(),
-        partition: decl.partition.clone(),
-        time: decl.time.clone(),
-        account: decl.account.clone(),
-        qos: decl.qos.clone(),
-        gpus: stage.decl.gpus,
-        cpus: stage.decl.cpus,
-        memory: stage.decl.memory.clone(),
-        // `sbatch-args "--exclusive --nice=10"`: one string may hold several arguments.
-        extra_args: decl
-            .sbatch_args
-            .iter()
-            .flat_map(|a| a.split_whitespace().map(str::to_owned))
-            .collect(),
-        env: env
-            .into_iter()
-            .filter(|(name, _)| name != "CUDA_VISIBLE_DEVICES" && name != "YIFLOW_DEVICES")
-            .collect(),
     }
 }

@@ -14,7 +14,11 @@ fi
 pip() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
 "$venv/bin/python" -c "import tokenizers" 2>/dev/null || pip "tokenizers>=0.22,<0.23"
 if [ "${1:-}" != "--tokenizers-only" ]; then
-    "$venv/bin/python" -c "import datatrove" 2>/dev/null || pip "datatrove[processing]" 
+    "$venv/bin/python" -c "import datatrove" 2>/dev/null || pip "datatrove[processing]"
+    # datatrove 0.10's JsonlReader needs orjson and its English word tokenizer (MinHash, Gopher
+    # rules) spaCy; its `processing` extra pulls in neither.
+    "$venv/bin/python" -c "import orjson" 2>/dev/null || pip orjson
+    "$venv/bin/python" -c "import spacy" 2>/dev/null || pip spacy
 fi
 "$venv/bin/python" - <<'PY'
 import importlib

@@ -5,10 +5,10 @@
 # Runs on the CPU always, and on the GPU when `nvidia-smi` sees one. Prints a Markdown table and
 # writes it to bench/out/checkpoint.md (raw results: checkpoint.jsonl).
 #
-# Settings: WORKER (default .dev/bin/yiflow-worker, else target/release/yiflow-worker), DIR (where
-# checkpoints are written, on the disk a training run would use; default the system's temp folder),
-# CHECKPOINTS (per side, default 5), CPU (0: leave out the CPU rows), PYTHON (on the GPU machine: the
-# Python whose torch/lib the worker runs against).
+# Settings: WORKER (default .dev/bin/yiflow-worker, else target/release/yiflow-worker, built when
+# missing and cargo is there), DIR (where checkpoints are written, on the disk a training run would
+# use; default the system's temp folder), CHECKPOINTS (per side, default 5), CPU (0: leave out the
+# CPU rows), PYTHON (on the GPU machine: the Python whose torch/lib the worker runs against).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/bench/out"
@@ -17,6 +17,10 @@ if [ -z "$worker" ]; then
     for candidate in "$root/.dev/bin/yiflow-worker" "$root/target/release/yiflow-worker"; do
         if [ -x "$candidate" ]; then worker="$candidate"; break; fi
     done
+fi
+if [ -z "$worker" ] && command -v cargo >/dev/null; then
+    (cd "$root" && bash scripts/install-libtorch.sh >/dev/null && cargo build --quiet --release -p yiflow-worker)
+    worker="${CARGO_TARGET_DIR:-$root/target}/release/yiflow-worker"
 fi
 if [ -z "$worker" ] || [ ! -x "$worker" ]; then
     echo "no yiflow-worker binary: build it with 'cargo build --release -p yiflow-worker' or set WORKER" >&2

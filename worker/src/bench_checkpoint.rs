@@ -23,14 +23,17 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use tch::{Cuda, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 use thiserror::Error;
 use yiflow_stages::model::Config;
 use yiflow_stages::train::{
     AdamW, AdamWParams, CheckpointError, Checkpointer, TrainState, Trainable, write_snapshot,
 };
 
-use crate::bench_train::{DeviceArg, SetupError, pick_device};
+use crate::bench_train::{
+    DeviceArg, SetupError, check_shape, device_label, objective, pick_device, preset, random_batch,
+    synchronize,
+};
 
 /// What to measure.
 #[derive(Debug, Clone, Args)]
@@ -68,12 +71,6 @@ pub struct BenchCheckpointArgs {
 /// Why the benchmark could not run.
 #[derive(Debug, Error)]
 pub enum BenchCheckpointError {
-    #[error("unknown preset `{name}` (known: {})", Config::PRESETS.join(", "))]
-    UnknownPreset { name: String },
-    #[error("--{what} must be at least 1, found {value}")]
-    NotPositive { what: &'static str, value: i64 },
-    #[error("--seq {seq} is longer than the preset's max-seq {max_seq}")]
-    TooLong { seq: i64, max_seq: usize },
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error("cannot create the checkpoint folder {path}: {reason}")]
@@ -147,30 +144,22 @@ pub fn bench_checkpoint(
     args: &BenchCheckpointArgs,
     load_cuda: impl FnOnce() -> Result<(), String>,
 ) -> Result<BenchCheckpointReport, BenchCheckpointError> {
-    let mut config =
-        Config::preset(&args.preset).ok_or_else(|| BenchCheckpointError::UnknownPreset {
-            name: args.preset.clone(),
-        })?;
+    let mut config = preset(&args.preset)?;
     if let Some(layers) = args.layers {
         config.layers = layers;
     }
-    for (what, value) in [
-        ("layers", config.layers as i64),
-        ("seq", args.seq),
-        ("batch", args.batch),
-        ("every", args.every as i64),
-        ("checkpoints", args.checkpoints as i64),
-    ] {
-        if value < 1 {
-            return Err(BenchCheckpointError::NotPositive { what, value });
-        }
-    }
-    if args.seq > config.max_seq as i64 {
-        return Err(BenchCheckpointError::TooLong {
-            seq: args.seq,
-            max_seq: config.max_seq,
-        });
-    }
+    check_shape(
+        &args.preset,
+        &config,
+        args.seq,
+        &[
+            ("layers", config.layers as i64),
+            ("seq", args.seq),
+            ("batch", args.batch),
+            ("every", args.every as i64),
+            ("checkpoints", args.checkpoints as i64),
+        ],
+    )?;
     let device = pick_device(args.device, load_cuda)?;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
@@ -209,27 +198,14 @@ fn measure(
         model,
         mut opt,
     } = Trainable::new(config, device, AdamWParams::default()).map_err(SetupError::from)?;
-    let vocab = config.vocab as i64;
-    let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
-    let input = tokens.narrow(1, 0, args.seq);
-    let targets = tokens.narrow(1, 1, args.seq).reshape([-1]);
-    let sync_device = || {
-        if let Device::Cuda(i) = device {
-            Cuda::synchronize(i as i64);
-        }
-    };
+    let (input, targets) = random_batch(config, args.batch, args.seq, device);
     let steps = Cell::new(0u64);
     let train = |opt: &mut AdamW, n: usize| -> Result<Duration, BenchCheckpointError> {
         let started = Instant::now();
         let mut loss = Tensor::zeros([], (Kind::Float, device));
         for _ in 0..n {
             steps.set(steps.get() + 1);
-            let out = model.forward(&input);
-            loss = out
-                .logits
-                .view([-1, vocab])
-                .cross_entropy_for_logits(&targets)
-                + out.aux_loss * 0.01;
+            loss = objective(&model, &input, &targets);
             loss.backward();
             opt.clip_grad_norm(1.0);
             opt.step(1e-4, steps.get());
@@ -239,7 +215,7 @@ fn measure(
         if !loss.is_finite() {
             return Err(BenchCheckpointError::Diverged(loss));
         }
-        sync_device();
+        synchronize(device);
         Ok(started.elapsed())
     };
     let mut state = TrainState::new(args.batch as usize);
@@ -283,10 +259,7 @@ fn measure(
     Ok(BenchCheckpointReport {
         preset: args.preset.clone(),
         layers: config.layers,
-        device: match device {
-            Device::Cuda(i) => format!("cuda:{i}"),
-            _ => "cpu".to_owned(),
-        },
+        device: device_label(device),
         state_elements,
         state_bytes,
         every: args.every,

@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tch::{Cuda, Device, Kind, Tensor};
 use thiserror::Error;
-use yiflow_stages::model::{Config, ExpertKernel};
+use yiflow_stages::model::{Config, ExpertKernel, Transformer};
 use yiflow_stages::train::{AdamWParams, TrainError, Trainable};
 
 /// Weight of the MoE balancing loss in the benchmark's objective.
@@ -84,16 +84,6 @@ pub enum DeviceArg {
 /// Why the benchmark could not run.
 #[derive(Debug, Error)]
 pub enum BenchTrainError {
-    #[error("unknown preset `{name}` (known: {})", Config::PRESETS.join(", "))]
-    UnknownPreset { name: String },
-    #[error("--{what} must be at least 1, found {value}")]
-    NotPositive { what: &'static str, value: i64 },
-    #[error("--seq {seq} is longer than preset `{preset}`'s max-seq {max_seq}")]
-    TooLong {
-        seq: i64,
-        preset: String,
-        max_seq: usize,
-    },
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error("the loss is not finite ({loss}) after {steps} steps")]
@@ -148,13 +138,88 @@ impl fmt::Display for BenchTrainReport {
     }
 }
 
-/// Why a benchmark's model could not be set up.
+/// Why a benchmark's model could not be set up (shared by `bench-train` and `bench-checkpoint`).
 #[derive(Debug, Error)]
 pub enum SetupError {
+    #[error("unknown preset `{name}` (known: {})", Config::PRESETS.join(", "))]
+    UnknownPreset { name: String },
+    #[error("--{what} must be at least 1, found {value}")]
+    NotPositive { what: &'static str, value: i64 },
+    #[error("--seq {seq} is longer than preset `{preset}`'s max-seq {max_seq}")]
+    TooLong {
+        seq: i64,
+        preset: String,
+        max_seq: usize,
+    },
     #[error("CUDA is not available ({0}); use --device cpu to run on the CPU")]
     NoCuda(String),
     #[error(transparent)]
     Build(#[from] TrainError),
+}
+
+/// The preset named `name`.
+pub fn preset(name: &str) -> Result<Config, SetupError> {
+    Config::preset(name).ok_or_else(|| SetupError::UnknownPreset {
+        name: name.to_owned(),
+    })
+}
+
+/// Checks that every `(option, value)` of `counts` is at least 1 and that `seq` fits the model.
+pub fn check_shape(
+    preset: &str,
+    config: &Config,
+    seq: i64,
+    counts: &[(&'static str, i64)],
+) -> Result<(), SetupError> {
+    if let Some(&(what, value)) = counts.iter().find(|(_, value)| *value < 1) {
+        return Err(SetupError::NotPositive { what, value });
+    }
+    if seq > config.max_seq as i64 {
+        return Err(SetupError::TooLong {
+            seq,
+            preset: preset.to_owned(),
+            max_seq: config.max_seq,
+        });
+    }
+    Ok(())
+}
+
+/// A fixed random batch of `batch` sequences of `seq` tokens: inputs `[batch, seq]` and flat
+/// next-token targets.
+pub fn random_batch(config: &Config, batch: i64, seq: i64, device: Device) -> (Tensor, Tensor) {
+    let tokens = Tensor::randint(config.vocab as i64, [batch, seq + 1], (Kind::Int64, device));
+    (
+        tokens.narrow(1, 0, seq),
+        tokens.narrow(1, 1, seq).reshape([-1]),
+    )
+}
+
+/// The benchmarks' objective: cross-entropy plus [`AUX_WEIGHT`] x the MoE balancing loss.
+pub fn objective(model: &Transformer, input: &Tensor, targets: &Tensor) -> Tensor {
+    let out = model.forward(input);
+    // log_softmax in f32 straight from the bf16 logits (no f32 copy of them first).
+    let vocab = *out
+        .logits
+        .size()
+        .last()
+        .expect("logits have a vocabulary axis");
+    let logits = out.logits.view([-1, vocab]);
+    logits.cross_entropy_for_logits(targets) + out.aux_loss * AUX_WEIGHT
+}
+
+/// Waits for the device's queued work (a no-op on the CPU), so a clock read after it is honest.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        Cuda::synchronize(i as i64);
+    }
+}
+
+/// `cuda:N` or `cpu`, as the reports name the device.
+pub fn device_label(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_owned(),
+    }
 }
 
 /// The device `--device` names; `load_cuda` makes LibTorch's CUDA backend available.
@@ -181,25 +246,17 @@ pub fn bench_train(
     args: &BenchTrainArgs,
     load_cuda: impl FnOnce() -> Result<(), String>,
 ) -> Result<BenchTrainReport, BenchTrainError> {
-    let config = Config::preset(&args.preset).ok_or_else(|| BenchTrainError::UnknownPreset {
-        name: args.preset.clone(),
-    })?;
-    for (what, value) in [
-        ("seq", args.seq),
-        ("batch", args.batch),
-        ("steps", args.steps as i64),
-    ] {
-        if value < 1 {
-            return Err(BenchTrainError::NotPositive { what, value });
-        }
-    }
-    if args.seq > config.max_seq as i64 {
-        return Err(BenchTrainError::TooLong {
-            seq: args.seq,
-            preset: args.preset.clone(),
-            max_seq: config.max_seq,
-        });
-    }
+    let config = preset(&args.preset)?;
+    check_shape(
+        &args.preset,
+        &config,
+        args.seq,
+        &[
+            ("seq", args.seq),
+            ("batch", args.batch),
+            ("steps", args.steps as i64),
+        ],
+    )?;
     let device = pick_device(args.device, load_cuda)?;
     tch::manual_seed(1234);
     let Trainable {
@@ -216,15 +273,9 @@ pub fn bench_train(
     let optimizer_numel = optimizer.numel();
     let (no_optimizer, lr) = (args.no_optimizer, args.lr);
     let mut updates = 0;
-    let vocab = config.vocab as i64;
-    let tokens = Tensor::randint(vocab, [args.batch, args.seq + 1], (Kind::Int64, device));
-    let input = tokens.narrow(1, 0, args.seq);
-    let targets = tokens.narrow(1, 1, args.seq).reshape([-1]);
+    let (input, targets) = random_batch(&config, args.batch, args.seq, device);
     let mut step = || -> Tensor {
-        let out = model.forward(&input);
-        // log_softmax in f32 straight from the bf16 logits (no f32 copy of them first).
-        let logits = out.logits.view([-1, vocab]);
-        let loss = logits.cross_entropy_for_logits(&targets) + out.aux_loss * AUX_WEIGHT;
+        let loss = objective(&model, &input, &targets);
         loss.backward();
         if !no_optimizer {
             updates += 1;
@@ -234,23 +285,18 @@ pub fn bench_train(
         loss.detach()
     };
 
-    let sync = || {
-        if let Device::Cuda(i) = device {
-            Cuda::synchronize(i as i64);
-        }
-    };
     let mut first = None;
     for _ in 0..args.warmup {
         let loss = step();
         first.get_or_insert(loss);
     }
-    sync();
+    synchronize(device);
     let started = Instant::now();
     let mut last = None;
     for _ in 0..args.steps {
         last = Some(step());
     }
-    sync();
+    synchronize(device);
     let seconds = started.elapsed().as_secs_f64();
     let loss_last = last.map_or(f64::NAN, |l| l.double_value(&[]));
     let loss_first = first.map_or(f64::NAN, |l| l.double_value(&[]));
@@ -278,10 +324,7 @@ pub fn bench_train(
         implementation: "yiflow",
         variant,
         preset: args.preset.clone(),
-        device: match device {
-            Device::Cuda(i) => format!("cuda:{i}"),
-            _ => "cpu".to_owned(),
-        },
+        device: device_label(device),
         dtype,
         seq: args.seq,
         batch: args.batch,

@@ -9,6 +9,18 @@ fn worker() -> Command {
     command
 }
 
+/// Runs a benchmark subcommand that prints one JSON object; it must succeed.
+fn json_report(command: &mut Command) -> serde_json::Value {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 #[test]
 fn version_names_the_libtorch_binding() {
     let out = worker().arg("--version").output().unwrap();
@@ -50,26 +62,19 @@ fn exec_stage_outside_a_run_says_what_is_missing() {
 
 #[test]
 fn bench_train_reports_throughput_and_a_falling_loss() {
-    let out = worker()
-        .args([
-            "bench-train",
-            "--preset",
-            "tiny",
-            "--seq",
-            "32",
-            "--batch",
-            "2",
-        ])
-        .args(["--steps", "4", "--warmup", "2", "--device", "cpu", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = json_report(
+        worker()
+            .args([
+                "bench-train",
+                "--preset",
+                "tiny",
+                "--seq",
+                "32",
+                "--batch",
+                "2",
+            ])
+            .args(["--steps", "4", "--warmup", "2", "--device", "cpu", "--json"]),
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["implementation"], "yiflow");
     assert_eq!(report["variant"], "grouped-mm");
     assert_eq!(report["dtype"], "f32");
@@ -125,28 +130,21 @@ fn bench_train_names_the_setting_at_fault() {
 #[test]
 fn bench_checkpoint_times_both_saves_of_the_whole_state_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let out = worker()
-        .args(["bench-checkpoint", "--preset", "tiny", "--seq", "32"])
-        .args([
-            "--batch",
-            "2",
-            "--every",
-            "2",
-            "--checkpoints",
-            "3",
-            "--json",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = json_report(
+        worker()
+            .args(["bench-checkpoint", "--preset", "tiny", "--seq", "32"])
+            .args([
+                "--batch",
+                "2",
+                "--every",
+                "2",
+                "--checkpoints",
+                "3",
+                "--json",
+            ])
+            .arg("--dir")
+            .arg(dir.path()),
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     // Weights and both AdamW moments of every tiny parameter, in f32.
     assert_eq!(report["state_elements"], 3 * 1_905_728, "{report}");
     assert_eq!(report["state_bytes"], 4 * 3 * 1_905_728, "{report}");

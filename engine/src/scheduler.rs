@@ -16,7 +16,6 @@ use tracing::{debug, info_span, warn};
 
 use yiflow_dsl::ExecutorDecl;
 
-use crate::artifact_store::remove_tree;
 use crate::local_executor::{ExitOutcome, Programs, run_local};
 use crate::stage_key::{Prepared, hash_files, prepare};
 use crate::stage_run::{Job, RunSetup, StageRun, commit, prepare_run};
@@ -645,17 +644,6 @@ impl Scheduler {
         match result {
             Ok(manifest) => {
                 let took = attempt.started.elapsed();
-                // A finished training run's checkpoints are of no further use (the artifact holds
-                // the weights); they are large.
-                if let Some(prepared) = &self.prepared[i] {
-                    let checkpoints = self.ws.checkpoints_dir(&prepared.fingerprint);
-                    if let Err(e) = remove_tree(&checkpoints) {
-                        self.reporter.warn(&format!(
-                            "failed to remove the checkpoints of `{}`: {e}",
-                            self.name(i)
-                        ));
-                    }
-                }
                 self.record(
                     i,
                     RunState::Succeeded,

@@ -171,7 +171,7 @@ pub(crate) fn prepare_run(setup: &RunSetup<'_>) -> Result<StageRun, EngineError>
 }
 
 /// After a successful exit: check the declared files did not change, then move the output into the
-/// artifact store and index it.
+/// artifact store, index it, and drop the run's checkpoints.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn commit(
     plan: &Plan,
@@ -207,6 +207,12 @@ pub(crate) fn commit(
         metrics: serde_json::Value::Null,
     };
     ws.index().put_manifest(&manifest)?;
+    // A finished training run's checkpoints are of no further use (the artifact holds the weights)
+    // and they are large: removed here, off the scheduler's event loop.
+    let checkpoints = ws.checkpoints_dir(&prepared.fingerprint);
+    if let Err(e) = remove_tree(&checkpoints) {
+        tracing::warn!("failed to remove the checkpoints of `{}`: {e}", stage.name);
+    }
     Ok(manifest)
 }
 

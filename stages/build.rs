@@ -4,6 +4,9 @@
 //! build script does the same for the worker. When that libtorch has CUDA, the test binaries also
 //! keep `libtorch_cuda.so` linked (the linker would drop it, as nothing names its symbols), so the
 //! tests that need a GPU see one.
+//!
+//! With `torch` it also compiles `cpp/fused_adamw.cpp`, the binding of PyTorch's fused AdamW kernel
+//! that tch lacks, against the same libtorch headers and C++ ABI that torch-sys builds with.
 
 use std::path::PathBuf;
 
@@ -17,10 +20,38 @@ fn main() {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("LIBTORCH").map(|t| PathBuf::from(t).join("lib")));
     // The link's target, so the path stays valid whichever checkout built the binary.
-    if let Some(lib) = lib.and_then(|l| l.canonicalize().ok()) {
+    let lib = lib.and_then(|l| l.canonicalize().ok());
+    #[cfg(feature = "torch")]
+    compile_shim(lib.as_deref());
+    if let Some(lib) = lib {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
         if lib.join("libtorch_cuda.so").exists() {
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
     }
+}
+
+/// Builds the C++ shim. Headers come from `LIBTORCH_INCLUDE` (torch-sys's own variable) or the
+/// `include` folder beside the libraries; the ABI flag follows torch-sys (`LIBTORCH_CXX11_ABI`, 1).
+#[cfg(feature = "torch")]
+fn compile_shim(lib: Option<&std::path::Path>) {
+    println!("cargo:rerun-if-changed=cpp/fused_adamw.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = std::env::var_os("LIBTORCH_INCLUDE")
+        .map(|i| PathBuf::from(i).join("include"))
+        .or_else(|| lib.and_then(|l| l.parent()).map(|t| t.join("include")));
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .file("cpp/fused_adamw.cpp")
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false);
+    if let Some(include) = include {
+        build.include(include);
+    }
+    build.compile("yiflow_torch_shim");
 }

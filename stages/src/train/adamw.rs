@@ -2,10 +2,12 @@
 //! variables and their gradients are re-pointed at views of contiguous 1-D tensors, so a step is a
 //! dozen element-wise kernels over every parameter at once instead of a dozen per parameter (a
 //! model has a hundred tensors or more, and on a GPU each kernel launch costs more than the
-//! arithmetic). tch 0.24 does not bind PyTorch's `_fused_adamw_` or `_foreach_*` kernels (its
-//! generator skips them); this gets most of their benefit with plain ATen ops. Each variable's
-//! part of the buffers is still reachable by name, so checkpoints snapshot and restore the state
-//! bit for bit under the names a per-variable optimizer would use.
+//! arithmetic). The update itself is PyTorch's fused `AdamW` kernel (`_fused_adamw_`, which tch
+//! 0.24 does not bind; `fused_adamw.rs` calls it through a small C++ shim): one pass over the
+//! buffers per weight-decay group. Where that kernel refuses the buffers (a device PyTorch has no
+//! fused kernel for), the same update runs as plain ATen ops, eight passes instead of one. Each
+//! variable's part of the buffers is still reachable by name, so checkpoints snapshot and restore
+//! the state bit for bit under the names a per-variable optimizer would use.
 //!
 //! Weight-decay groups: matrices decay (attention and FFN projections, every expert, the router and
 //! the output projection); vectors never do (RMSNorm gains, biases), nor does the token embedding,
@@ -23,6 +25,7 @@
 use tch::{Kind, Tensor};
 use thiserror::Error;
 
+use super::fused_adamw::fused_adamw;
 use super::params::AdamWParams;
 
 /// Every variable starts at a multiple of this many elements (128 bytes in bf16): the start
@@ -81,6 +84,10 @@ pub struct AdamW {
     /// Elements of the variables, without the alignment gaps.
     numel: i64,
     hp: AdamWParams,
+    /// The update's number, on the device, for the fused kernel's bias correction.
+    step_number: Tensor,
+    /// False once the fused kernel refused the buffers: later steps use the ATen ops.
+    fused: bool,
 }
 
 /// True when a variable belongs to the decayed group (see the module docs).
@@ -153,9 +160,11 @@ impl AdamW {
             params,
             master,
             grads,
+            step_number: Tensor::f_zeros([0i64; 0], (Kind::Float, device))?,
             decayed,
             numel,
             hp,
+            fused: true,
         })
     }
 
@@ -191,6 +200,58 @@ impl AdamW {
 
     /// One update at learning rate `lr`; `step` counts updates from 1 (bias correction).
     pub fn step(&mut self, lr: f64, step: u64) {
+        tch::no_grad(|| {
+            if self.fused {
+                match self.fused_step(lr, step) {
+                    Ok(()) => {}
+                    Err(reason) => {
+                        tracing::warn!(
+                            %reason,
+                            "PyTorch's fused AdamW kernel refused the buffers; updating with ATen ops"
+                        );
+                        self.fused = false;
+                        self.composite_step(lr, step);
+                    }
+                }
+            } else {
+                self.composite_step(lr, step);
+            }
+            if let Some(master) = &self.master {
+                self.params.copy_(master);
+            }
+        });
+    }
+
+    /// The update with PyTorch's fused kernel: one call per weight-decay group. It refuses before
+    /// touching anything, so a failure leaves the state as it was.
+    fn fused_step(&mut self, lr: f64, step: u64) -> Result<(), String> {
+        let _ = self.step_number.fill_(step as f64);
+        let w = self.weights_f32();
+        let len = w.size()[0];
+        let groups = [
+            (0, self.decayed, self.hp.weight_decay),
+            (self.decayed, len, 0.0),
+        ];
+        for (start, end, decay) in groups {
+            if end > start {
+                let part = |t: &Tensor| t.narrow(0, start, end - start);
+                fused_adamw(
+                    &part(w),
+                    &part(&self.grads),
+                    &part(&self.m),
+                    &part(&self.v),
+                    &self.step_number,
+                    lr,
+                    &self.hp,
+                    decay,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The same update as separate ATen ops (no fused kernel for this device).
+    fn composite_step(&mut self, lr: f64, step: u64) {
         let AdamWParams {
             beta1,
             beta2,
@@ -199,26 +260,21 @@ impl AdamW {
         } = self.hp;
         let bc1 = 1.0 - beta1.powi(step as i32);
         let bc2 = 1.0 - beta2.powi(step as i32);
-        tch::no_grad(|| {
-            let g = &self.grads;
-            let _ = self.m.lerp_(g, 1.0 - beta1);
-            let _ = self.v.lerp_(&g.square(), 1.0 - beta2);
-            let mut w = self.weights_f32().shallow_clone();
-            if weight_decay > 0.0 && self.decayed > 0 {
-                let _ = w
-                    .narrow(0, 0, self.decayed)
-                    .g_mul_scalar_(1.0 - lr * weight_decay);
-            }
-            // lr / bc1 * m / (sqrt(v / bc2) + eps), with sqrt(bc2) moved out of the root so that
-            // each factor is one pass: lr sqrt(bc2) / bc1 * m / (sqrt(v) + eps sqrt(bc2)).
-            let mut denom = self.v.sqrt();
-            let _ = denom.g_add_scalar_(eps * bc2.sqrt());
-            let update = &self.m * (-lr * bc2.sqrt() / bc1);
-            let _ = w.addcdiv_(&update, &denom);
-            if self.master.is_some() {
-                self.params.copy_(&w);
-            }
-        });
+        let g = &self.grads;
+        let _ = self.m.lerp_(g, 1.0 - beta1);
+        let _ = self.v.lerp_(&g.square(), 1.0 - beta2);
+        let mut w = self.weights_f32().shallow_clone();
+        if weight_decay > 0.0 && self.decayed > 0 {
+            let _ = w
+                .narrow(0, 0, self.decayed)
+                .g_mul_scalar_(1.0 - lr * weight_decay);
+        }
+        // lr / bc1 * m / (sqrt(v / bc2) + eps), with sqrt(bc2) moved out of the root so that
+        // each factor is one pass: lr sqrt(bc2) / bc1 * m / (sqrt(v) + eps sqrt(bc2)).
+        let mut denom = self.v.sqrt();
+        let _ = denom.g_add_scalar_(eps * bc2.sqrt());
+        let update = &self.m * (-lr * bc2.sqrt() / bc1);
+        let _ = w.addcdiv_(&update, &denom);
     }
 
     /// Clears every gradient (one kernel over the gradient buffer; the bindings stay).
@@ -377,6 +433,49 @@ mod tests {
             (g[0] - 0.6).abs() < 1e-4 && (g[1] - 0.8).abs() < 1e-4,
             "{g:?}"
         );
+    }
+
+    /// The fused kernel and the ATen ops are the same update: five steps from the same state and
+    /// gradients, across both weight-decay groups, agree to f32 rounding; and the fused path is the
+    /// one taken on the CPU (a refusal would have switched it off).
+    #[test]
+    fn the_fused_kernel_and_the_aten_ops_agree() {
+        let hp = AdamWParams {
+            beta1: 0.9,
+            beta2: 0.95,
+            weight_decay: 0.1,
+            eps: 1e-8,
+        };
+        let run = |fused: bool| -> (Vec<f32>, bool) {
+            tch::manual_seed(5);
+            let w = Tensor::randn([7, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let b = Tensor::randn([5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let mut opt = AdamW::new(
+                vec![
+                    ("b".to_owned(), b.shallow_clone()),
+                    ("w".to_owned(), w.shallow_clone()),
+                ],
+                hp.clone(),
+            )
+            .unwrap();
+            opt.fused = fused;
+            let x = Tensor::randn([3, 7], (Kind::Float, Device::Cpu));
+            for step in 1..=5 {
+                opt.zero_grad();
+                (x.matmul(&w) + &b).square().sum(Kind::Float).backward();
+                opt.step(0.05, step);
+            }
+            let flat = Tensor::cat(&[w.detach().view([-1]), b.detach()], 0);
+            (Vec::try_from(flat).unwrap(), opt.fused)
+        };
+        let ((fused, still_fused), (composite, _)) = (run(true), run(false));
+        assert!(still_fused, "the fused kernel refused CPU f32 buffers");
+        for (i, (a, c)) in fused.iter().zip(&composite).enumerate() {
+            assert!(
+                (a - c).abs() <= 1e-5 * c.abs().max(1.0),
+                "element {i}: fused {a}, ATen ops {c}"
+            );
+        }
     }
 
     /// `AdamW` for one variable, step by step, in f64, written the way the paper states it.

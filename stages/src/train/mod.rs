@@ -7,6 +7,8 @@ mod adamw;
 mod batch_growth;
 #[cfg(feature = "torch")]
 mod checkpoint;
+#[cfg(feature = "torch")]
+mod fused_adamw;
 mod loader;
 mod metrics;
 mod params;

@@ -1,8 +1,7 @@
 //! `AdamW` (Loshchilov & Hutter 2019, decoupled weight decay) over one flat buffer: the model's
 //! variables and their gradients are re-pointed at views of contiguous 1-D tensors, so a step is a
-//! dozen element-wise kernels over every parameter at once instead of a dozen per parameter (a
-//! model has a hundred tensors or more, and on a GPU each kernel launch costs more than the
-//! arithmetic). The update itself is PyTorch's fused `AdamW` kernel (`_fused_adamw_`, which tch
+//! few kernels over every parameter at once instead of a few per parameter (a model has a hundred
+//! tensors or more, and on a GPU each kernel launch costs more than the arithmetic). The update itself is PyTorch's fused `AdamW` kernel (`_fused_adamw_`, which tch
 //! 0.24 does not bind; `fused_adamw.rs` calls it through a small C++ shim): one pass over the
 //! buffers per weight-decay group. Where that kernel refuses the buffers (a device PyTorch has no
 //! fused kernel for), the same update runs as plain ATen ops, eight passes instead of one. Each
@@ -222,8 +221,10 @@ impl AdamW {
         });
     }
 
-    /// The update with PyTorch's fused kernel: one call per weight-decay group. It refuses before
-    /// touching anything, so a failure leaves the state as it was.
+    /// The update with PyTorch's fused kernel: one call per weight-decay group. The kernel checks
+    /// the device and dtype before it writes, and both groups share them, so an `Err` (from the
+    /// first call) leaves the state as it was; a later group failing after an earlier one was
+    /// updated would be a bug, and panics like any other failing tensor op here.
     fn fused_step(&mut self, lr: f64, step: u64) -> Result<(), String> {
         let _ = self.step_number.fill_(step as f64);
         let w = self.weights_f32();
@@ -232,10 +233,11 @@ impl AdamW {
             (0, self.decayed, self.hp.weight_decay),
             (self.decayed, len, 0.0),
         ];
+        let mut updated = false;
         for (start, end, decay) in groups {
             if end > start {
                 let part = |t: &Tensor| t.narrow(0, start, end - start);
-                fused_adamw(
+                let done = fused_adamw(
                     &part(w),
                     &part(&self.grads),
                     &part(&self.m),
@@ -244,7 +246,14 @@ impl AdamW {
                     lr,
                     &self.hp,
                     decay,
-                )?;
+                );
+                match done {
+                    Err(reason) if updated => {
+                        panic!("the fused AdamW kernel failed on the second group only: {reason}")
+                    }
+                    done => done?,
+                }
+                updated = true;
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Project, Run, alive, ran, wait_for};
+use common::{Project, Run, alive, kill_group, ran, wait_for};
 use serde_json::Value;
 
 const RECIPE: &str = r#"
@@ -203,9 +203,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint_with_the_same_losses() {
     );
     // kill -9 the whole run: the worker's (and reaper's) process groups, then the engine.
     for pid in children(engine) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &format!("-{pid}"), &pid.to_string()])
-            .status();
+        kill_group(pid);
     }
     let _ = child.kill();
     let _ = child.wait();

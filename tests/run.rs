@@ -302,10 +302,7 @@ fn ctrl_c_stops_stages_and_records_nothing_partial() {
         .read("pid")
         .is_empty()));
     let pid: u32 = p.read("pid").trim().parse().unwrap();
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::interrupt(child.id());
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

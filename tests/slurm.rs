@@ -279,11 +279,7 @@ fn ctrl_c_cancels_every_submitted_job_and_records_nothing() {
         jobs.iter().all(|j| live.contains(j)),
         "{jobs:?} in {live:?}"
     );
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    common::interrupt(child.id());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");

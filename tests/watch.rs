@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -92,10 +91,7 @@ fn watch_reruns_exactly_what_an_edit_touches() {
         (1, 2, 3)
     );
 
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::interrupt(child.id());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{seen:#?}");
 }
@@ -124,9 +120,6 @@ fn watch_stops_a_running_stage_whose_recipe_changed() {
         "{seen:#?}"
     );
     assert_eq!(p.read("marks"), "x\ny\n");
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::interrupt(child.id());
     child.wait().unwrap();
 }

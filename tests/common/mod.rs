@@ -129,3 +129,25 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
+
+/// Sends SIGINT to `pid`, as Ctrl-C in a terminal would.
+pub fn interrupt(pid: u32) {
+    rustix::process::kill_process(pid_of(pid), rustix::process::Signal::INT)
+        .unwrap_or_else(|e| panic!("SIGINT to {pid}: {e}"));
+}
+
+/// SIGKILL to the process group led by `pid`, if there is one, and to `pid` itself.
+///
+/// Through the syscall, not the `kill` program: procps-ng 4.0.2's `kill -9 -PGID` signals the group
+/// of PGID's first digit only (`kill -9 -25256` is `kill(-2, SIGKILL)`), and `-1` is every process.
+pub fn kill_group(pid: u32) {
+    let _ = rustix::process::kill_process_group(pid_of(pid), rustix::process::Signal::KILL);
+    let _ = rustix::process::kill_process(pid_of(pid), rustix::process::Signal::KILL);
+}
+
+fn pid_of(pid: u32) -> rustix::process::Pid {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .unwrap_or_else(|| panic!("{pid} is not a process id"))
+}

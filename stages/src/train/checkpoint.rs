@@ -22,7 +22,8 @@ const STATE_FILE: &str = "state.safetensors";
 const MANIFEST_FILE: &str = "manifest.json";
 const METRICS_FILE: &str = "metrics.jsonl";
 const TMP_PREFIX: &str = ".tmp-";
-const FORMAT: u32 = 1;
+/// 2: the data position counts tokens of one stream all phases share (1 counted a phase's sequences).
+const FORMAT: u32 = 2;
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -269,7 +270,7 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, CheckpointError> {
         serde_json::from_str(&text).map_err(|e| bad(format!("manifest: {e}")))?;
     if manifest.format != FORMAT {
         return Err(bad(format!(
-            "format {} (this worker reads {FORMAT})",
+            "format {} (this worker reads {FORMAT}); `yiflow run --force` trains from scratch",
             manifest.format
         )));
     }
@@ -320,7 +321,7 @@ mod tests {
         for step in 1..=4u64 {
             state.step = step * 10;
             state.tokens = step * 1000;
-            state.data.index = step;
+            state.data.offset = step;
             let src = sources(step as f64);
             ck.capture(&src, &state, &[], true).unwrap();
             // The copy is independent of the live tensors.

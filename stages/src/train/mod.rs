@@ -24,7 +24,7 @@ pub use batch_growth::BatchGrower;
 pub use checkpoint::{
     CheckpointError, Checkpointer, Snapshot, complete_checkpoints, read_snapshot, write_snapshot,
 };
-pub use loader::{Batch, DataPosition, Loader, TooFewTokens};
+pub use loader::{Batch, DataPosition, Loader, TooFewTokens, block_tokens, fixed_batch};
 pub use metrics::{
     CPU_CORE_FLOPS, Fault, H100_BF16_FLOPS, PeakFlops, StepMetrics, from_jsonl, to_jsonl,
 };

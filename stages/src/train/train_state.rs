@@ -28,7 +28,7 @@ pub struct TrainState {
     pub phase_tokens: u64,
     /// Tokens trained on in all.
     pub tokens: u64,
-    /// Data position in the current phase.
+    /// Position in the shuffled token stream, which every phase continues.
     pub data: DataPosition,
     pub grower: BatchGrower,
     /// Exponential moving average of the loss (the spike detector's reference).

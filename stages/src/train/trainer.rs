@@ -20,7 +20,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::adamw::{AdamW, AdamWError};
 use super::checkpoint::{CheckpointError, Checkpointer};
-use super::loader::{Batch, DataPosition, Loader};
+use super::loader::{Batch, Loader, block_tokens, fixed_batch};
 use super::metrics::{Fault, PeakFlops, StepMetrics};
 use super::params::{AdamWParams, PretrainParams};
 use super::schedule::learning_rate;
@@ -190,17 +190,12 @@ impl<'a> Trainer<'a> {
         // The in-memory last good state, for rollbacks before the first checkpoint.
         ck.capture(&self.opt.state(), &state, &metrics, false)?;
 
-        let mut loader: Option<(usize, Loader<'_>)> = None;
+        // One token stream for all phases: a phase goes on where the one before it stopped.
+        let block = block_tokens(p.phases.iter().map(|phase| phase.seq));
+        let mut l = Loader::new(self.train, block, self.seed)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
         while state.phase < p.phases.len() {
             let phase = &p.phases[state.phase];
-            if loader.as_ref().is_none_or(|(i, _)| *i != state.phase) {
-                let l = Loader::new(self.train, phase.seq, self.seed ^ (state.phase as u64 + 1))
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
-                loader = Some((state.phase, l));
-            }
-            let Some((_, l)) = loader.as_mut() else {
-                unreachable!("set above")
-            };
             let rows = state.grower.batch;
             // Draw the next batch that did not cause a fault before.
             let (batch, id) = loop {
@@ -208,7 +203,7 @@ impl<'a> Trainer<'a> {
                     phase: state.phase,
                     position: state.data,
                 };
-                let b = l.next_batch(&mut state.data, rows);
+                let b = l.next_batch(&mut state.data, rows, phase.seq);
                 if !state.skipped.contains(&id) {
                     break (b, id);
                 }
@@ -318,7 +313,6 @@ impl<'a> Trainer<'a> {
                 state.phase += 1;
                 state.phase_step = 0;
                 state.phase_tokens = 0;
-                state.data = DataPosition::default();
                 if let Some(next) = p.phases.get(state.phase) {
                     state.grower = super::batch_growth::BatchGrower::new(next.batch);
                 }
@@ -425,13 +419,14 @@ impl<'a> Trainer<'a> {
         let Some(phase) = self.params.phases.last() else {
             return Ok(None);
         };
-        let Ok(loader) = Loader::new(val, phase.seq, 0) else {
+        let sequences = val.packed(phase.seq).len();
+        if sequences == 0 {
             return Ok(None);
-        };
-        let rows = phase.batch.min(loader.len()).max(1);
+        }
+        let rows = phase.batch.min(sequences).max(1);
         let (mut sum, mut count) = (0.0, 0usize);
         for b in 0..self.params.eval.batches {
-            let batch = loader.fixed_batch(b * rows, rows);
+            let batch = fixed_batch(val, phase.seq, b * rows, rows);
             if batch.rows == 0 {
                 break;
             }
@@ -576,6 +571,21 @@ mod tests {
             full.metrics
                 .iter()
                 .all(|m| m.expert_load.len() == p.model.routed_experts())
+        );
+
+        // Phases of 32 and 64 tokens share blocks of 64, and every phase goes on where the one
+        // before stopped: the data position of step 20 has moved past every token trained on.
+        let (_, snap) = Checkpointer::new(&ck, 2)
+            .unwrap()
+            .load_latest()
+            .unwrap()
+            .unwrap();
+        let epoch = Loader::new(&train, 64, 9).unwrap().epoch_tokens();
+        let data = snap.state.data;
+        assert_eq!(
+            data.epoch * epoch + data.offset,
+            snap.state.tokens,
+            "{data:?}"
         );
 
         // The newest checkpoint is step 20 (the last K of 4, 8, ..., 20): a rerun resumes there

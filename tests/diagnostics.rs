@@ -125,6 +125,7 @@ invalid_fixtures!(
     duplicate_setting,
     extra_values,
     unknown_model,
+    too_many_gpus,
 );
 
 fn kdl_files(folder: &str) -> BTreeSet<String> {

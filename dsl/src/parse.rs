@@ -248,6 +248,7 @@ fn decode_stage(node: &KdlNode, sink: &mut Sink) -> Option<StageDecl> {
         inputs: Vec::new(),
         files: Vec::new(),
         gpus: 0,
+        gpus_span: None,
         retries: 0,
         cpus: None,
         memory: None,
@@ -277,7 +278,12 @@ fn decode_stage(node: &KdlNode, sink: &mut Sink) -> Option<StageDecl> {
         match child.node_name() {
             "input" => stage.inputs.extend(child.args::<String>(sink)),
             "files" => stage.files.extend(child.args::<String>(sink)),
-            "gpus" => stage.gpus = child.arg::<u32>(0, sink).unwrap_or(0),
+            "gpus" => {
+                if let Some(gpus) = child.arg_spanned::<u32>(0, sink) {
+                    stage.gpus = gpus.value;
+                    stage.gpus_span = Some(gpus.span);
+                }
+            }
             "retries" => stage.retries = child.arg::<u32>(0, sink).unwrap_or(0),
             "cpus" => stage.cpus = child.arg::<u32>(0, sink),
             "memory" => stage.memory = child.arg::<String>(0, sink),

@@ -27,6 +27,8 @@ pub struct StageDecl {
     pub files: Vec<Spanned<String>>,
     /// Whole devices taken from the recipe's pool while the stage runs.
     pub gpus: u32,
+    /// Where `gpus` was set, if it was.
+    pub gpus_span: Option<SourceSpan>,
     /// How many times a failed run is tried again.
     pub retries: u32,
     /// CPU cores requested from a cluster scheduler.

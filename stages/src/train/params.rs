@@ -259,6 +259,18 @@ pub fn decode(stage: &StageDecl, cx: &DecodeCx<'_>, sink: &mut Sink) -> Option<P
         },
     };
     let before = sink.len();
+    if stage.gpus > 1 {
+        invalid(
+            sink,
+            stage.gpus_span.unwrap_or(stage.name.span),
+            format!(
+                "{} stage `{}` asks for {} GPUs, but training runs on one device",
+                stage.kind.value, stage.name.value, stage.gpus
+            ),
+            "more than one",
+            "set `gpus 1`: data-parallel training over several GPUs is not built yet, and the others would sit idle",
+        );
+    }
     let max_seq = model.as_ref().map(|(_, c)| c.max_seq);
     for node in &stage.body {
         match node.node_name() {

@@ -5,8 +5,8 @@
 //! keep `libtorch_cuda.so` linked (the linker would drop it, as nothing names its symbols), so the
 //! tests that need a GPU see one.
 //!
-//! With `torch` it also compiles `cpp/fused_adamw.cpp`, the binding of PyTorch's fused AdamW kernel
-//! that tch lacks, against the same libtorch headers and C++ ABI that torch-sys builds with.
+//! With `torch` it also compiles `cpp/`, the bindings of what tch lacks (PyTorch's fused AdamW
+//! kernel, the Kineto profiler), against the same libtorch headers and C++ ABI that torch-sys builds with.
 
 use std::path::PathBuf;
 
@@ -35,7 +35,10 @@ fn main() {
 /// `include` folder beside the libraries; the ABI flag follows torch-sys (`LIBTORCH_CXX11_ABI`, 1).
 #[cfg(feature = "torch")]
 fn compile_shim(lib: Option<&std::path::Path>) {
-    println!("cargo:rerun-if-changed=cpp/fused_adamw.cpp");
+    const SOURCES: [&str; 2] = ["cpp/fused_adamw.cpp", "cpp/profiler.cpp"];
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = std::env::var_os("LIBTORCH_INCLUDE")
@@ -45,7 +48,7 @@ fn compile_shim(lib: Option<&std::path::Path>) {
     let mut build = cc::Build::new();
     build
         .cpp(true)
-        .file("cpp/fused_adamw.cpp")
+        .files(SOURCES)
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")

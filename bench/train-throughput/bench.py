@@ -8,6 +8,7 @@ optimizer is torch.optim.AdamW(fused=True) over the bf16 parameters, decay 0.01 
 the embedding.
 
 usage: bench.py PRESET VARIANT [--seq 1024] [--batch 32] [--steps 20] [--warmup 5] [--device cuda]
+                [--no-optimizer] [--trace FILE]
   VARIANT: eager | compile (dense); loop | grouped | grouped-compile (MoE)
   --device cpu runs it on the CPU in f32 (test_model.py does, so that the script is checked
   without a GPU).
@@ -37,8 +38,9 @@ def main():
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--profile", action="store_true",
-                        help="after timing, print the top CUDA kernels of 3 steps (torch.profiler) to stderr")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="after timing, record 3 steps with torch.profiler into FILE as a Chrome trace "
+                             "(kernels.py summarises it)")
     parser.add_argument("--no-optimizer", action="store_true",
                         help="time forward and backward only, to see the optimizer's share")
     args = parser.parse_args()
@@ -95,14 +97,14 @@ def main():
     synchronize()
     seconds = time.perf_counter() - started
 
-    if args.profile:
+    if args.trace:
         from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
             for _ in range(3):
                 step()
-            torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70),
-              file=sys.stderr, flush=True)
+            synchronize()
+        prof.export_chrome_trace(args.trace)
 
     tokens_per_s = args.steps * args.batch * args.seq / seconds
     flops = model.flops_per_token(args.seq)

@@ -8,7 +8,9 @@
 # Settings: WORKER (yiflow-worker binary; default .dev/bin/yiflow-worker, else target/release/),
 # PYTHON (default python3, the one with torch), SEQ (1024), BATCH (32), STEPS (20), WARMUP (5),
 # ONLY (a regular expression over "impl/preset/variant" choosing the runs), BREAKDOWN (set: also
-# time forward+backward without the optimizer step).
+# time forward+backward without the optimizer step), TRACE (set: each run also records 3 steps with
+# PyTorch's profiler into TRACE_DIR (default bench/out), and kernels.py writes their kernel
+# breakdown to bench/out/kernels.md).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/bench/train-throughput"
@@ -41,6 +43,7 @@ fi
 
 mkdir -p "$out"
 results="$out/train-throughput.jsonl"
+traces=()
 log="$out/train-throughput.log"
 : > "$results"
 : > "$log"
@@ -54,6 +57,11 @@ run() {
     echo "running $impl $preset $variant" >&2
     echo "== $impl $preset $variant: $*" >> "$log"
     local line
+    if [ -n "${TRACE:-}" ]; then
+        local trace="${TRACE_DIR:-$out}/trace-$impl-$preset-${variant// /-}.json"
+        traces+=("$trace")
+        set -- "$@" --trace "$trace"
+    fi
     if line="$("$@" 2>> "$log" | tail -n 1)" && [[ "$line" == "{"* ]]; then
         echo "$line" >> "$results"
     else
@@ -74,9 +82,14 @@ run pytorch moe-125m grouped-compile py moe-125m grouped-compile
 if [ -n "${BREAKDOWN:-}" ]; then
     # Forward and backward alone: what the optimizer step costs on each side.
     run yiflow dense-125m "dense fwd+bwd" "$worker" bench-train --preset dense-125m "${common[@]}" --json --no-optimizer
-    run pytorch dense-125m "eager fwd+bwd" py dense-125m eager --no-optimizer --profile
+    run pytorch dense-125m "eager fwd+bwd" py dense-125m eager --no-optimizer
     run yiflow moe-125m "grouped-mm fwd+bwd" "$worker" bench-train --preset moe-125m "${common[@]}" --json --no-optimizer
-    run pytorch moe-125m "grouped fwd+bwd" py moe-125m grouped --no-optimizer --profile
+    run pytorch moe-125m "grouped fwd+bwd" py moe-125m grouped --no-optimizer
 fi
 
+if [ "${#traces[@]}" -gt 0 ]; then
+    present=()
+    for trace in "${traces[@]}"; do [ -f "$trace" ] && present+=("$trace"); done
+    "$python" "$here/kernels.py" "${present[@]}" > "$out/kernels.md" || echo "kernels.py failed" >&2
+fi
 "$python" "$here/report.py" table "$results" "$gpu" "$peak" | tee "$out/train-throughput.md"

@@ -9,6 +9,10 @@ pub mod model;
 mod pretrain;
 #[cfg(feature = "torch")]
 mod pretrain_run;
+#[cfg(feature = "torch")]
+pub mod profiler;
+#[cfg(feature = "torch")]
+mod shim;
 mod source;
 mod tokenize;
 pub mod train;

@@ -8,6 +8,7 @@
 //! `12 x heads x head_dim x seq` per layer (PaLM's convention, no halving for causality).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -15,6 +16,7 @@ use serde::Serialize;
 use tch::{Cuda, Device, Kind, Tensor};
 use thiserror::Error;
 use yiflow_stages::model::{Config, ExpertKernel, Transformer};
+use yiflow_stages::profiler::Profiler;
 use yiflow_stages::train::{AdamWParams, TrainError, Trainable};
 
 /// Weight of the MoE balancing loss in the benchmark's objective.
@@ -65,6 +67,10 @@ pub struct BenchTrainArgs {
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
+    /// After timing, record 3 more steps with PyTorch's profiler and write them to this file as a
+    /// Chrome trace (bench/train-throughput/kernels.py summarises it).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// `--expert-kernel`.
@@ -88,6 +94,8 @@ pub enum BenchTrainError {
     Setup(#[from] SetupError),
     #[error("the loss is not finite ({loss}) after {steps} steps")]
     Diverged { loss: f64, steps: usize },
+    #[error("cannot trace the steps into {path}: {reason}")]
+    Trace { path: PathBuf, reason: String },
 }
 
 /// One measurement, as `--json` prints it.
@@ -298,6 +306,18 @@ pub fn bench_train(
     }
     synchronize(device);
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.trace {
+        let failed = |reason| BenchTrainError::Trace {
+            path: path.clone(),
+            reason,
+        };
+        let profiler = Profiler::start(device.is_cuda()).map_err(failed)?;
+        for _ in 0..3 {
+            let _ = step();
+        }
+        synchronize(device);
+        profiler.finish(path).map_err(failed)?;
+    }
     let loss_last = last.map_or(f64::NAN, |l| l.double_value(&[]));
     let loss_first = first.map_or(f64::NAN, |l| l.double_value(&[]));
     if !loss_last.is_finite() {

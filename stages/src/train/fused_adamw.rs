@@ -1,11 +1,12 @@
 //! The Rust side of `cpp/fused_adamw.cpp`: PyTorch's fused `AdamW` kernel over one flat buffer
 //! (tch 0.24 binds neither `_fused_adamw_` nor the `_foreach_*` ops it is made of).
 
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 
 use tch::Tensor;
 
 use super::params::AdamWParams;
+use crate::shim;
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
@@ -41,11 +42,10 @@ pub fn fused_adamw(
     hp: &AdamWParams,
     weight_decay: f64,
 ) -> Result<(), String> {
-    let mut err = [0 as c_char; 512];
     // SAFETY: tch's tensor handles are `at::Tensor*` on the C side (libtch's `tensor` type), which
-    // the shim only dereferences during the call; the borrows keep them alive for it. `err` is
-    // writable for its length and the shim NUL-terminates what it writes there.
-    let failed = unsafe {
+    // the shim only dereferences during the call; the borrows keep them alive for it. The shim
+    // writes at most `err_len` bytes into the buffer `call` passes.
+    shim::call(|err, err_len| unsafe {
         yiflow_fused_adamw(
             weights.as_ptr().cast(),
             grads.as_ptr().cast(),
@@ -57,14 +57,8 @@ pub fn fused_adamw(
             hp.beta2,
             weight_decay,
             hp.eps,
-            err.as_mut_ptr(),
-            err.len(),
+            err,
+            err_len,
         )
-    };
-    if failed == 0 {
-        return Ok(());
-    }
-    // SAFETY: on failure the shim wrote a NUL-terminated message into `err`.
-    let message = unsafe { CStr::from_ptr(err.as_ptr()) };
-    Err(message.to_string_lossy().into_owned())
+    })
 }

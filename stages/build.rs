@@ -6,7 +6,8 @@
 //! tests that need a GPU see one.
 //!
 //! With `torch` it also compiles `cpp/`, the bindings of what tch lacks (PyTorch's fused AdamW
-//! kernel, the Kineto profiler), against the same libtorch headers and C++ ABI that torch-sys builds with.
+//! kernel, custom autograd functions for the model's fused ops, the Kineto profiler), against the
+//! same libtorch headers and C++ ABI that torch-sys builds with.
 
 use std::path::PathBuf;
 
@@ -35,7 +36,11 @@ fn main() {
 /// `include` folder beside the libraries; the ABI flag follows torch-sys (`LIBTORCH_CXX11_ABI`, 1).
 #[cfg(feature = "torch")]
 fn compile_shim(lib: Option<&std::path::Path>) {
-    const SOURCES: [&str; 2] = ["cpp/fused_adamw.cpp", "cpp/profiler.cpp"];
+    const SOURCES: [&str; 3] = [
+        "cpp/fused_adamw.cpp",
+        "cpp/fused_ops.cpp",
+        "cpp/profiler.cpp",
+    ];
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }

@@ -72,9 +72,11 @@ common=(--seq "$seq" --batch "$batch" --steps "$steps" --warmup "$warmup" --peak
 py() { (cd "$here" && "$python" bench.py "$@" "${common[@]}"); }
 
 run yiflow dense-125m dense "$worker" bench-train --preset dense-125m "${common[@]}" --json
+run yiflow dense-125m "dense unfused" "$worker" bench-train --preset dense-125m --unfused "${common[@]}" --json
 run pytorch dense-125m eager py dense-125m eager
 run pytorch dense-125m compile py dense-125m compile
 run yiflow moe-125m grouped-mm "$worker" bench-train --preset moe-125m --expert-kernel grouped-mm "${common[@]}" --json
+run yiflow moe-125m "grouped-mm unfused" "$worker" bench-train --preset moe-125m --expert-kernel grouped-mm --unfused "${common[@]}" --json
 run yiflow moe-125m padded-bmm "$worker" bench-train --preset moe-125m --expert-kernel padded-bmm "${common[@]}" --json
 run pytorch moe-125m loop py moe-125m loop
 run pytorch moe-125m grouped py moe-125m grouped

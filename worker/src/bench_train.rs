@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tch::{Cuda, Device, Kind, Tensor};
 use thiserror::Error;
-use yiflow_stages::model::{Config, ExpertKernel, Transformer};
+use yiflow_stages::model::{Config, ExpertKernel, Transformer, fused};
 use yiflow_stages::profiler::Profiler;
 use yiflow_stages::train::{AdamWParams, TrainError, Trainable};
 
@@ -64,6 +64,10 @@ pub struct BenchTrainArgs {
     /// Time forward and backward only, without the AdamW step (to see the optimizer's share).
     #[arg(long)]
     pub no_optimizer: bool,
+    /// Run SwiGLU, RoPE and the loss as plain ATen ops instead of the fused kernels
+    /// (`yiflow_stages::model::fused`), to measure what fusing them gains.
+    #[arg(long)]
+    pub unfused: bool,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -205,14 +209,12 @@ pub fn random_batch(config: &Config, batch: i64, seq: i64, device: Device) -> (T
 /// The benchmarks' objective: cross-entropy plus [`AUX_WEIGHT`] x the MoE balancing loss.
 pub fn objective(model: &Transformer, input: &Tensor, targets: &Tensor) -> Tensor {
     let out = model.forward(input);
-    // log_softmax in f32 straight from the bf16 logits (no f32 copy of them first).
     let vocab = *out
         .logits
         .size()
         .last()
         .expect("logits have a vocabulary axis");
-    let logits = out.logits.view([-1, vocab]);
-    logits.cross_entropy_for_logits(targets) + out.aux_loss * AUX_WEIGHT
+    fused::cross_entropy(&out.logits.view([-1, vocab]), targets) + out.aux_loss * AUX_WEIGHT
 }
 
 /// Waits for the device's queued work (a no-op on the CPU), so a clock read after it is honest.
@@ -266,6 +268,7 @@ pub fn bench_train(
         ],
     )?;
     let device = pick_device(args.device, load_cuda)?;
+    fused::set_enabled(!args.unfused);
     tch::manual_seed(1234);
     let Trainable {
         vs: _vs,
@@ -337,6 +340,9 @@ pub fn bench_train(
             ExpertKernel::PaddedBmm => "padded-bmm".to_owned(),
         }
     };
+    if args.unfused {
+        variant.push_str(" unfused");
+    }
     if no_optimizer {
         variant.push_str(" fwd+bwd");
     }

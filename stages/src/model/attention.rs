@@ -13,6 +13,7 @@
 use tch::{Device, Kind, Tensor, nn};
 
 use super::config::{Config, LayerSpec};
+use super::fused::rope;
 use super::kv_cache::CacheSlot;
 use super::mlp::linear_init;
 use super::rope::Rope;
@@ -181,21 +182,24 @@ impl Attention {
     /// Rotated queries `[batch, heads, len, head_dim]`, and keys and values if the layer owns them.
     fn project(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> (Tensor, Option<Kv>) {
         let (batch, len, _) = x.size3().expect("attention input is [batch, len, d]");
-        let heads = |t: &Tensor, n: i64| t.view([batch, len, n, self.head_dim]).transpose(1, 2);
+        let split = |t: Tensor, heads: i64| t.view([batch, len, heads, self.head_dim]);
         match &self.projection {
-            Projection::Q(q) => (Rope::apply(&heads(&x.apply(q), self.heads), cos, sin), None),
+            Projection::Q(q) => {
+                let q = split(x.apply(q), self.heads);
+                (rope(&q, cos, sin).transpose(1, 2), None)
+            }
             Projection::Qkv(qkv) => {
-                let kv_width = self.kv_heads * self.head_dim;
-                let parts = x
-                    .apply(qkv)
-                    .split_with_sizes([self.heads * self.head_dim, kv_width, kv_width], -1);
-                let q = Rope::apply(&heads(&parts[0], self.heads), cos, sin);
-                let k = Rope::apply(&heads(&parts[1], self.kv_heads), cos, sin);
+                let all = split(x.apply(qkv), self.heads + 2 * self.kv_heads);
+                // Queries and keys rotate by the same angles: one pass over both.
+                let qk = rope(&all.narrow(2, 0, self.heads + self.kv_heads), cos, sin);
+                let q = qk.narrow(2, 0, self.heads).transpose(1, 2);
+                let k = qk.narrow(2, self.heads, self.kv_heads).transpose(1, 2);
+                let v = all.narrow(2, self.heads + self.kv_heads, self.kv_heads);
                 (
                     q,
                     Some(Kv {
                         k,
-                        v: heads(&parts[2], self.kv_heads),
+                        v: v.transpose(1, 2),
                     }),
                 )
             }

@@ -3,6 +3,8 @@
 
 use tch::{Tensor, nn};
 
+use super::fused::swiglu;
+
 /// A SwiGLU FFN of hidden size `hidden`.
 #[derive(Debug)]
 pub struct Mlp {
@@ -23,8 +25,7 @@ impl Mlp {
 
 impl nn::Module for Mlp {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let gate_up = x.apply(&self.gate_up).chunk(2, -1);
-        (gate_up[0].silu() * &gate_up[1]).apply(&self.down)
+        swiglu(&x.apply(&self.gate_up)).apply(&self.down)
     }
 }
 

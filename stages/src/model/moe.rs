@@ -14,6 +14,7 @@
 use tch::{Kind, Tensor, nn};
 
 use super::config::Config;
+use super::fused::swiglu;
 use super::mlp::{Mlp, linear_init};
 
 /// How the experts' matrix products run.
@@ -146,9 +147,7 @@ impl Moe {
             None,
             None::<Kind>,
         );
-        let halves = gate_up.chunk(2, -1);
-        let hidden = halves[0].silu() * &halves[1];
-        hidden.internal_grouped_mm(
+        swiglu(&gate_up).internal_grouped_mm(
             &self.down.transpose(1, 2),
             Some(&offsets),
             None,
@@ -171,9 +170,7 @@ impl Moe {
             )
             .index_copy(0, &slot, inputs)
             .view([self.experts, busiest, d]);
-        let halves = blocks.bmm(&self.gate_up.transpose(1, 2)).chunk(2, -1);
-        let hidden = halves[0].silu() * &halves[1];
-        hidden
+        swiglu(&blocks.bmm(&self.gate_up.transpose(1, 2)))
             .bmm(&self.down.transpose(1, 2))
             .view([self.experts * busiest, d])
             .index_select(0, &slot)

@@ -33,13 +33,6 @@ impl Rope {
         let angles = Tensor::cat(&[&angles, &angles], -1);
         (angles.cos().to_kind(kind), angles.sin().to_kind(kind))
     }
-
-    /// Rotates `x` (`[batch, heads, len, head_dim]`) by the angles of [`Rope::cos_sin`].
-    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        let halves = x.chunk(2, -1);
-        let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], -1);
-        x * cos + rotated * sin
-    }
 }
 
 #[cfg(test)]
@@ -53,7 +46,7 @@ mod tests {
         let k = Tensor::randn([1, 1, 1, 16], (Kind::Double, Device::Cpu));
         let at = |x: &Tensor, pos: i64| {
             let (cos, sin) = rope.cos_sin(pos, 1, Kind::Double);
-            Rope::apply(x, &cos, &sin)
+            crate::model::fused::rope(x, &cos, &sin)
         };
         let norm = |x: &Tensor| x.norm().double_value(&[]);
         assert!((norm(&at(&q, 1234)) - norm(&q)).abs() < 1e-9);

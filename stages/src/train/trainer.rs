@@ -26,7 +26,7 @@ use super::params::{AdamWParams, PretrainParams};
 use super::schedule::learning_rate;
 use super::train_state::{BatchId, TrainState};
 use crate::data::TokenSplit;
-use crate::model::{Config, ModelError, Transformer};
+use crate::model::{Config, ModelError, Transformer, fused};
 
 /// Steps the running loss average must have seen before a spike can be called.
 const SPIKE_MIN_STEPS: u64 = 5;
@@ -384,11 +384,7 @@ impl<'a> Trainer<'a> {
             let y = targets.narrow(0, start as i64, n as i64);
             let out = self.model.forward(&x);
             let vocab = out.logits.size().last().copied().unwrap_or(1);
-            let lm = out
-                .logits
-                .view([-1, vocab])
-                .to_kind(Kind::Float)
-                .cross_entropy_for_logits(&y.reshape([-1]));
+            let lm = fused::cross_entropy(&out.logits.view([-1, vocab]), &y.reshape([-1]));
             let aux = out.aux_loss.to_kind(Kind::Float);
             let share = n as f64 / batch.rows as f64;
             let total = (&lm + &aux * self.params.aux_loss) * share;
@@ -437,11 +433,7 @@ impl<'a> Trainer<'a> {
                 let y = Tensor::from_slice(&batch.targets).to_device(self.device);
                 let logits = self.model.forward(&x).logits;
                 let vocab = logits.size().last().copied().unwrap_or(1);
-                Ok(logits
-                    .view([-1, vocab])
-                    .to_kind(Kind::Float)
-                    .cross_entropy_for_logits(&y)
-                    .double_value(&[]))
+                Ok(fused::cross_entropy(&logits.view([-1, vocab]), &y).double_value(&[]))
             })?;
             sum += loss * batch.rows as f64;
             count += batch.rows;

@@ -48,8 +48,10 @@ impl Stage for Pretrain {
         "pretrains a model in three phases on token shards, with asynchronous checkpoints"
     }
 
+    /// 2: the phases continue one token stream, and SwiGLU, RoPE and the loss run fused (both
+    /// change the trained weights, so artifacts of version 1 must not be reused).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn children(&self) -> &'static [&'static str] {

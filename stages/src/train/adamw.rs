@@ -455,10 +455,15 @@ mod tests {
             weight_decay: 0.1,
             eps: 1e-8,
         };
+        // Drawn once: tests run in parallel and share the global generator, so reseeding inside
+        // `run` would not give both runs the same numbers.
+        tch::manual_seed(5);
+        let start_w = Tensor::randn([7, 5], (Kind::Float, Device::Cpu));
+        let start_b = Tensor::randn([5], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([3, 7], (Kind::Float, Device::Cpu));
         let run = |fused: bool| -> (Vec<f32>, bool) {
-            tch::manual_seed(5);
-            let w = Tensor::randn([7, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-            let b = Tensor::randn([5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let w = start_w.copy().set_requires_grad(true);
+            let b = start_b.copy().set_requires_grad(true);
             let mut opt = AdamW::new(
                 vec![
                     ("b".to_owned(), b.shallow_clone()),
@@ -468,7 +473,6 @@ mod tests {
             )
             .unwrap();
             opt.fused = fused;
-            let x = Tensor::randn([3, 7], (Kind::Float, Device::Cpu));
             for step in 1..=5 {
                 opt.zero_grad();
                 (x.matmul(&w) + &b).square().sum(Kind::Float).backward();

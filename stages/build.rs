@@ -41,7 +41,7 @@ fn compile_shim(lib: Option<&std::path::Path>) {
         "cpp/fused_ops.cpp",
         "cpp/profiler.cpp",
     ];
-    for source in SOURCES {
+    for source in SOURCES.iter().chain(&["cpp/shim.h"]) {
         println!("cargo:rerun-if-changed={source}");
     }
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");

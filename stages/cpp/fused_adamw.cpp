@@ -10,8 +10,8 @@
 #include <ATen/ops/_fused_adamw.h>
 
 #include <cstddef>
-#include <cstring>
-#include <exception>
+
+#include "shim.h"
 
 extern "C" {
 
@@ -20,16 +20,11 @@ int yiflow_fused_adamw(const at::Tensor* weights, const at::Tensor* grads, const
                        const at::Tensor* v, const at::Tensor* step, double lr, double beta1,
                        double beta2, double weight_decay, double eps, char* err,
                        std::size_t err_len) {
-  try {
-    at::_fused_adamw_({*weights}, {*grads}, {*m}, {*v}, {}, {*step}, lr, beta1, beta2,
-                      weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
-    return 0;
-  } catch (const std::exception& e) {
-    if (err_len > 0) {
-      std::strncpy(err, e.what(), err_len - 1);
-      err[err_len - 1] = '\0';
-    }
-    return 1;
-  }
+  return yiflow::guarded(
+      [&] {
+        at::_fused_adamw_({*weights}, {*grads}, {*m}, {*v}, {}, {*step}, lr, beta1, beta2,
+                          weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+      },
+      err, err_len);
 }
 }

@@ -25,9 +25,9 @@
 #include <dlfcn.h>
 
 #include <cstddef>
-#include <cstring>
-#include <exception>
 #include <string>
+
+#include "shim.h"
 
 namespace {
 
@@ -212,20 +212,6 @@ struct CrossEntropy : public torch::autograd::Function<CrossEntropy> {
   }
 };
 
-template <typename F>
-int guarded(F body, char* err, std::size_t err_len) {
-  try {
-    body();
-    return 0;
-  } catch (const std::exception& e) {
-    if (err_len > 0) {
-      std::strncpy(err, e.what(), err_len - 1);
-      err[err_len - 1] = '\0';
-    }
-    return 1;
-  }
-}
-
 }  // namespace
 
 extern "C" {
@@ -234,18 +220,20 @@ extern "C" {
 // PyTorch's message in `err` (at most `err_len` bytes, NUL-terminated).
 
 int yiflow_swiglu(const at::Tensor* gate_up, at::Tensor** out, char* err, std::size_t err_len) {
-  return guarded([&] { *out = new at::Tensor(SwiGlu::apply(*gate_up)); }, err, err_len);
+  return yiflow::guarded([&] { *out = new at::Tensor(SwiGlu::apply(*gate_up)); }, err,
+                         err_len);
 }
 
 int yiflow_rope(const at::Tensor* x, const at::Tensor* cos, const at::Tensor* sin, at::Tensor** out,
                 char* err, std::size_t err_len) {
-  return guarded([&] { *out = new at::Tensor(Rope::apply(*x, *cos, *sin)); }, err, err_len);
+  return yiflow::guarded([&] { *out = new at::Tensor(Rope::apply(*x, *cos, *sin)); }, err,
+                         err_len);
 }
 
 int yiflow_cross_entropy(const at::Tensor* logits, const at::Tensor* targets, at::Tensor** out,
                          char* err, std::size_t err_len) {
-  return guarded([&] { *out = new at::Tensor(CrossEntropy::apply(*logits, *targets)); }, err,
-                 err_len);
+  return yiflow::guarded(
+      [&] { *out = new at::Tensor(CrossEntropy::apply(*logits, *targets)); }, err, err_len);
 }
 
 // 1 when the CUDA kernels are reachable (libtorch_cuda.so loaded), else 0.

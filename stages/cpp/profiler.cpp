@@ -5,21 +5,14 @@
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <cstddef>
-#include <cstring>
-#include <exception>
 #include <set>
 #include <string>
+
+#include "shim.h"
 
 namespace {
 
 using torch::profiler::impl::ActivityType;
-
-void write_error(const std::exception& e, char* err, std::size_t err_len) {
-  if (err_len > 0) {
-    std::strncpy(err, e.what(), err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-}
 
 }  // namespace
 
@@ -28,31 +21,25 @@ extern "C" {
 // Starts recording CPU ops, and CUDA kernels when `cuda` is non-zero. Returns 0, or 1 with the
 // reason in `err` (at most `err_len` bytes, NUL-terminated).
 int yiflow_profiler_start(int cuda, char* err, std::size_t err_len) {
-  try {
-    torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
-    std::set<ActivityType> activities{ActivityType::CPU};
-    if (cuda != 0) {
-      activities.insert(ActivityType::CUDA);
-    }
-    torch::autograd::profiler::prepareProfiler(config, activities);
-    torch::autograd::profiler::enableProfiler(config, activities);
-    return 0;
-  } catch (const std::exception& e) {
-    write_error(e, err, err_len);
-    return 1;
-  }
+  return yiflow::guarded(
+      [&] {
+        torch::profiler::impl::ProfilerConfig config(
+            torch::profiler::impl::ProfilerState::KINETO);
+        std::set<ActivityType> activities{ActivityType::CPU};
+        if (cuda != 0) {
+          activities.insert(ActivityType::CUDA);
+        }
+        torch::autograd::profiler::prepareProfiler(config, activities);
+        torch::autograd::profiler::enableProfiler(config, activities);
+      },
+      err, err_len);
 }
 
 // Stops recording and writes the Chrome trace to `path` (NUL-terminated). Returns 0, or 1 with the
 // reason in `err`.
 int yiflow_profiler_stop(const char* path, char* err, std::size_t err_len) {
-  try {
-    auto result = torch::autograd::profiler::disableProfiler();
-    result->save(std::string(path));
-    return 0;
-  } catch (const std::exception& e) {
-    write_error(e, err, err_len);
-    return 1;
-  }
+  return yiflow::guarded(
+      [&] { torch::autograd::profiler::disableProfiler()->save(std::string(path)); }, err,
+      err_len);
 }
 }

@@ -16,15 +16,19 @@
 // On CUDA the kernels are PyTorch's jiterator (`at::cuda::CompileAndLaunchKernel`, NVRTC-compiled
 // elementwise code on TensorIterator, which handles broadcasting and strides), looked up at run
 // time: the worker does not link libtorch_cuda.so (it loads it when there is a GPU), and a CPU-only
-// LibTorch has no such symbol. Elsewhere, and when the symbol is missing, the same arithmetic runs
-// as ATen ops. Arithmetic inside the kernels is f32 whatever the tensors' dtype.
+// LibTorch has no such symbol. Elsewhere, when the symbol is missing, and after a kernel failed to
+// compile or launch, the same arithmetic runs as ATen ops. Arithmetic inside the kernels is f32
+// whatever the tensors' dtype.
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdio>
+#include <optional>
 #include <string>
 
 #include "shim.h"
@@ -54,13 +58,29 @@ Jiterator jiterator() {
   return found;
 }
 
-// One elementwise kernel over `inputs` (broadcast together; all of one dtype, which is the output's).
-at::Tensor launch(const char* code, const char* name, const c10::SmallVector<at::Tensor>& inputs) {
-  return jiterator()(code, name, 1, inputs, {}, false)[0];
+// Set when a kernel failed to compile or launch: from then on every op takes its ATen path, so a
+// driver or NVRTC without what the kernels need costs speed, not the run.
+std::atomic<bool> kernels_failed{false};
+
+// One elementwise kernel over `inputs` (broadcast together; all of one dtype, which is the
+// output's), or nothing when the jiterator throws (said once on stderr, the stage's log).
+std::optional<at::Tensor> launch(const char* code, const char* name,
+                                 const c10::SmallVector<at::Tensor>& inputs) {
+  try {
+    return jiterator()(code, name, 1, inputs, {}, false)[0];
+  } catch (const std::exception& e) {
+    if (!kernels_failed.exchange(true)) {
+      std::fprintf(stderr,
+                   "yiflow: the fused CUDA kernel %s failed, so SwiGLU, RoPE and the loss run as "
+                   "ATen ops from now on: %s\n",
+                   name, e.what());
+    }
+    return std::nullopt;
+  }
 }
 
 bool use_kernels(const at::Tensor& t) {
-  return t.is_cuda() && jiterator() != nullptr;
+  return t.is_cuda() && !kernels_failed && jiterator() != nullptr;
 }
 
 // `[2, 1]`: 0 then 1, selecting the first or second half of a `[.., 2, H]` output in the kernels
@@ -91,7 +111,9 @@ struct SwiGlu : public torch::autograd::Function<SwiGlu> {
     ctx->save_for_backward({gate_up});
     auto parts = gate_up.chunk(2, -1);
     if (use_kernels(gate_up)) {
-      return launch(kSwigluForward, "yiflow_swiglu_forward", {parts[0], parts[1]});
+      if (auto out = launch(kSwigluForward, "yiflow_swiglu_forward", {parts[0], parts[1]})) {
+        return *out;
+      }
     }
     return at::silu(parts[0]) * parts[1];
   }
@@ -102,10 +124,12 @@ struct SwiGlu : public torch::autograd::Function<SwiGlu> {
     const at::Tensor& grad = grads[0];
     if (use_kernels(gate_up)) {
       auto both = [](const at::Tensor& t) { return t.unsqueeze(-2); };
-      at::Tensor out = launch(kSwigluBackward, "yiflow_swiglu_backward",
-                              {both(grad.to(gate_up.scalar_type())), both(parts[0]), both(parts[1]),
-                               halves(gate_up)});
-      return {out.flatten(-2)};
+      auto out = launch(kSwigluBackward, "yiflow_swiglu_backward",
+                        {both(grad.to(gate_up.scalar_type())), both(parts[0]), both(parts[1]),
+                         halves(gate_up)});
+      if (out) {
+        return {out->flatten(-2)};
+      }
     }
     // At least f32 (f64 stays f64).
     auto compute = at::promote_types(gate_up.scalar_type(), at::kFloat);
@@ -137,9 +161,9 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   if (use_kernels(x)) {
     auto both = [](const at::Tensor& t) { return t.unsqueeze(-2); };
-    at::Tensor out = launch(kRope, "yiflow_rope",
-                            {both(x1), both(x2), both(c), both(s), halves(x)});
-    return out.flatten(-2);
+    if (auto out = launch(kRope, "yiflow_rope", {both(x1), both(x2), both(c), both(s), halves(x)})) {
+      return out->flatten(-2);
+    }
   }
   return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
 }
@@ -199,9 +223,12 @@ struct CrossEntropy : public torch::autograd::Function<CrossEntropy> {
       auto dtype = logits.scalar_type();
       auto [lse_hi, lse_lo] = split(lse.unsqueeze(1), dtype);
       auto [scale_hi, scale_lo] = split(scale.view({1, 1}), dtype);
-      grad = launch(kSoftmaxScaled, "yiflow_softmax_scaled",
-                    {logits, lse_hi, lse_lo, scale_hi, scale_lo});
-    } else {
+      if (auto out = launch(kSoftmaxScaled, "yiflow_softmax_scaled",
+                            {logits, lse_hi, lse_lo, scale_hi, scale_lo})) {
+        grad = *out;
+      }
+    }
+    if (!grad.defined()) {
       auto compute = at::promote_types(logits.scalar_type(), at::kFloat);
       grad = (at::exp(logits.to(compute) - lse.unsqueeze(1)) * scale).to(logits.scalar_type());
     }
@@ -236,8 +263,8 @@ int yiflow_cross_entropy(const at::Tensor* logits, const at::Tensor* targets, at
       [&] { *out = new at::Tensor(CrossEntropy::apply(*logits, *targets)); }, err, err_len);
 }
 
-// 1 when the CUDA kernels are reachable (libtorch_cuda.so loaded), else 0.
+// 1 when the CUDA kernels are reachable (libtorch_cuda.so loaded) and none has failed, else 0.
 int yiflow_fused_kernels_available() {
-  return jiterator() != nullptr ? 1 : 0;
+  return !kernels_failed && jiterator() != nullptr ? 1 : 0;
 }
 }

@@ -52,8 +52,9 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// True when the CUDA kernels are reachable (LibTorch's CUDA library is loaded); without them CUDA
-/// tensors take the ATen path too.
+/// True when the CUDA kernels are reachable (LibTorch's CUDA library is loaded) and none has failed
+/// to compile or launch; otherwise CUDA tensors take the ATen path too (a failure is said once on
+/// stderr).
 #[allow(unsafe_code)]
 pub fn cuda_kernels_available() -> bool {
     // SAFETY: takes nothing, reads a symbol table.
@@ -303,5 +304,10 @@ mod tests {
             let f_ref = |l: &Tensor| reference::cross_entropy(l, &targets);
             check("cross-entropy", &f, &f_ref, &logits, &one);
         }
+        // Had a kernel failed, the checks above would have compared the ATen path with itself.
+        assert!(
+            cuda_kernels_available(),
+            "a fused kernel failed: see stderr"
+        );
     }
 }

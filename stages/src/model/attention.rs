@@ -190,18 +190,17 @@ impl Attention {
             }
             Projection::Qkv(qkv) => {
                 let all = split(x.apply(qkv), self.heads + 2 * self.kv_heads);
+                // Splits, not narrows: the backward of a split is one concatenation, where each
+                // narrow's would fill a zero gradient of the whole and add them up.
+                let qk_v = all.split_with_sizes([self.heads + self.kv_heads, self.kv_heads], 2);
                 // Queries and keys rotate by the same angles: one pass over both.
-                let qk = rope(&all.narrow(2, 0, self.heads + self.kv_heads), cos, sin);
-                let q = qk.narrow(2, 0, self.heads).transpose(1, 2);
-                let k = qk.narrow(2, self.heads, self.kv_heads).transpose(1, 2);
-                let v = all.narrow(2, self.heads + self.kv_heads, self.kv_heads);
-                (
-                    q,
-                    Some(Kv {
-                        k,
-                        v: v.transpose(1, 2),
-                    }),
-                )
+                let qk = rope(&qk_v[0], cos, sin).split_with_sizes([self.heads, self.kv_heads], 2);
+                let heads_first = |t: &Tensor| t.transpose(1, 2);
+                let kv = Kv {
+                    k: heads_first(&qk[1]),
+                    v: heads_first(&qk_v[1]),
+                };
+                (heads_first(&qk[0]), Some(kv))
             }
         }
     }

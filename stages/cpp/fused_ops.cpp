@@ -89,6 +89,11 @@ at::Tensor halves(const at::Tensor& like) {
   return at::arange(2, like.options()).view({2, 1});
 }
 
+// `t` with an axis of 1 before its last, broadcast against `halves` to the `[.., 2, H]` output.
+at::Tensor to_both_halves(const at::Tensor& t) {
+  return t.unsqueeze(-2);
+}
+
 // --- SwiGLU ---------------------------------------------------------------------------------
 
 constexpr const char* kSwigluForward = R"(
@@ -123,10 +128,9 @@ struct SwiGlu : public torch::autograd::Function<SwiGlu> {
     auto parts = gate_up.chunk(2, -1);
     const at::Tensor& grad = grads[0];
     if (use_kernels(gate_up)) {
-      auto both = [](const at::Tensor& t) { return t.unsqueeze(-2); };
       auto out = launch(kSwigluBackward, "yiflow_swiglu_backward",
-                        {both(grad.to(gate_up.scalar_type())), both(parts[0]), both(parts[1]),
-                         halves(gate_up)});
+                        {to_both_halves(grad.to(gate_up.scalar_type())), to_both_halves(parts[0]),
+                         to_both_halves(parts[1]), halves(gate_up)});
       if (out) {
         return {out->flatten(-2)};
       }
@@ -160,8 +164,9 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   at::Tensor s = (sin.narrow(-1, 0, half) * sign).unsqueeze(1).to(x.scalar_type());
   at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   if (use_kernels(x)) {
-    auto both = [](const at::Tensor& t) { return t.unsqueeze(-2); };
-    if (auto out = launch(kRope, "yiflow_rope", {both(x1), both(x2), both(c), both(s), halves(x)})) {
+    if (auto out = launch(kRope, "yiflow_rope",
+                          {to_both_halves(x1), to_both_halves(x2), to_both_halves(c),
+                           to_both_halves(s), halves(x)})) {
       return out->flatten(-2);
     }
   }

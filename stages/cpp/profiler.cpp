@@ -10,12 +10,6 @@
 
 #include "shim.h"
 
-namespace {
-
-using torch::profiler::impl::ActivityType;
-
-}  // namespace
-
 extern "C" {
 
 // Starts recording CPU ops, and CUDA kernels when `cuda` is non-zero. Returns 0, or 1 with the
@@ -25,6 +19,7 @@ int yiflow_profiler_start(int cuda, char* err, std::size_t err_len) {
       [&] {
         torch::profiler::impl::ProfilerConfig config(
             torch::profiler::impl::ProfilerState::KINETO);
+        using torch::profiler::impl::ActivityType;
         std::set<ActivityType> activities{ActivityType::CPU};
         if (cuda != 0) {
           activities.insert(ActivityType::CUDA);

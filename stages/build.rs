@@ -6,8 +6,9 @@
 //! tests that need a GPU see one.
 //!
 //! With `torch` it also compiles `cpp/`, the bindings of what tch lacks (PyTorch's fused AdamW
-//! kernel, custom autograd functions for the model's fused ops, the Kineto profiler), against the
-//! same libtorch headers and C++ ABI that torch-sys builds with.
+//! kernel, custom autograd functions for the model's fused ops and MoE regrouping, the run-time
+//! compiler of the CUDA kernels, the Kineto profiler), against the same libtorch headers and C++
+//! ABI that torch-sys builds with.
 
 use std::path::PathBuf;
 
@@ -36,14 +37,32 @@ fn main() {
 /// `include` folder beside the libraries; the ABI flag follows torch-sys (`LIBTORCH_CXX11_ABI`, 1).
 #[cfg(feature = "torch")]
 fn compile_shim(lib: Option<&std::path::Path>) {
-    const SOURCES: [&str; 3] = [
+    const SOURCES: [&str; 5] = [
+        "cpp/cuda_kernels.cpp",
+        "cpp/expert_order.cpp",
         "cpp/fused_adamw.cpp",
         "cpp/fused_ops.cpp",
         "cpp/profiler.cpp",
     ];
-    for source in SOURCES.iter().chain(&["cpp/shim.h"]) {
+    const KERNELS: &str = "cpp/fused_kernels.cu";
+    for source in SOURCES
+        .iter()
+        .chain(&["cpp/shim.h", "cpp/cuda_kernels.h", KERNELS])
+    {
         println!("cargo:rerun-if-changed={source}");
     }
+    // The CUDA source, compiled at run time by NVRTC, as a C++ string literal to #include.
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let kernels = std::fs::read_to_string(KERNELS).expect("cpp/fused_kernels.cu is readable");
+    assert!(
+        !kernels.contains(")yiflow\""),
+        "{KERNELS} contains the raw string's delimiter"
+    );
+    std::fs::write(
+        out.join("fused_kernels.cu.inc"),
+        format!("R\"yiflow({kernels})yiflow\"\n"),
+    )
+    .expect("OUT_DIR is writable");
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = std::env::var_os("LIBTORCH_INCLUDE")
@@ -58,6 +77,7 @@ fn compile_shim(lib: Option<&std::path::Path>) {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .warnings(false);
+    build.include(&out);
     if let Some(include) = include {
         build.include(include);
     }

@@ -2,7 +2,9 @@
 //! shim function returns 0 on success, or non-zero with PyTorch's message written, NUL-terminated,
 //! into a buffer the caller passes with its length.
 
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, c_char, c_int, c_void};
+
+use tch::Tensor;
 
 /// Calls `f` with an error buffer and its length; `Err` holds the message a failing call wrote.
 pub(crate) fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), String> {
@@ -16,4 +18,20 @@ pub(crate) fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), St
         |_| "the C++ call failed without a message".to_owned(),
         |m| m.to_string_lossy().into_owned(),
     ))
+}
+
+/// Runs a shim function that writes a new tensor, and takes ownership of it. A failure is a shape
+/// or dtype the model never passes, so it panics with PyTorch's message, as tch's own ops do.
+#[allow(unsafe_code)]
+pub(crate) fn new_tensor(
+    what: &str,
+    f: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> c_int,
+) -> Tensor {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    if let Err(e) = call(|err, len| f(&raw mut out, err, len)) {
+        panic!("{what} failed: {e}");
+    }
+    // SAFETY: on success the shim stored a pointer to a heap-allocated `at::Tensor` it no longer
+    // owns, which is what tch's `Tensor` wraps (and deletes on drop).
+    unsafe { Tensor::from_ptr(out.cast()) }
 }

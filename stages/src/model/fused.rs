@@ -1,8 +1,8 @@
 //! Fused forms of the model's memory-bound pieces — SwiGLU, rotary embeddings, cross-entropy —
 //! through `cpp/fused_ops.cpp`: each is one custom autograd function whose CUDA forward and backward
-//! are single elementwise kernels (PyTorch's jiterator) where the plain ATen forms are chains of
-//! kernels that each read and write the whole activation, and the loss no longer keeps an f32 copy
-//! of the logits for backward. On the CPU the same functions run as ATen ops. [`set_enabled`]
+//! are single kernels (`cpp/fused_kernels.cu`, compiled at run time by NVRTC) where the plain ATen
+//! forms are chains of kernels that each read and write the whole activation, and the loss reads
+//! the logits once forward and keeps no f32 copy of them for backward. On the CPU the same functions run as ATen ops. [`set_enabled`]
 //! switches the model back to the plain forms ([`reference`]): benchmarks compare the two, tests
 //! check that they agree.
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Tensor;
 
-use crate::shim;
+use crate::shim::new_tensor;
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
@@ -52,26 +52,13 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// True when the CUDA kernels are reachable (LibTorch's CUDA library is loaded) and none has failed
-/// to compile or launch; otherwise CUDA tensors take the ATen path too (a failure is said once on
+/// True when the CUDA kernels can be built (NVRTC and the CUDA driver library are found) and none
+/// has failed to compile or launch; otherwise CUDA tensors take the ATen path too (a failure is said once on
 /// stderr).
 #[allow(unsafe_code)]
 pub fn cuda_kernels_available() -> bool {
     // SAFETY: takes nothing, reads a symbol table.
     unsafe { yiflow_fused_kernels_available() != 0 }
-}
-
-/// Runs a shim function that writes a new tensor, and takes ownership of it. A failure is a shape
-/// or dtype the model never passes, so it panics with PyTorch's message, as tch's own ops do.
-#[allow(unsafe_code)]
-fn new_tensor(what: &str, f: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> c_int) -> Tensor {
-    let mut out: *mut c_void = std::ptr::null_mut();
-    if let Err(e) = shim::call(|err, len| f(&raw mut out, err, len)) {
-        panic!("fused {what} failed: {e}");
-    }
-    // SAFETY: on success the shim stored a pointer to a heap-allocated `at::Tensor` it no longer
-    // owns, which is what tch's `Tensor` wraps (and deletes on drop).
-    unsafe { Tensor::from_ptr(out.cast()) }
 }
 
 /// `silu(gate) * up` of the two halves `[gate, up]` of the last axis of `gate_up` (`[.., 2H]` ->
@@ -83,7 +70,7 @@ pub fn swiglu(gate_up: &Tensor) -> Tensor {
     }
     // SAFETY: tch's handles are `at::Tensor*` on the C side; the borrow keeps the input alive for
     // the call, and the shim writes at most `len` bytes of error.
-    new_tensor("SwiGLU", |out, err, len| unsafe {
+    new_tensor("fused SwiGLU", |out, err, len| unsafe {
         yiflow_swiglu(gate_up.as_ptr().cast(), out, err, len)
     })
 }
@@ -98,7 +85,7 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         return reference::rope(x, cos, sin);
     }
     // SAFETY: as in `swiglu`.
-    new_tensor("RoPE", |out, err, len| unsafe {
+    new_tensor("fused RoPE", |out, err, len| unsafe {
         yiflow_rope(
             x.as_ptr().cast(),
             cos.as_ptr().cast(),
@@ -118,7 +105,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
         return reference::cross_entropy(logits, targets);
     }
     // SAFETY: as in `swiglu`.
-    new_tensor("cross-entropy", |out, err, len| unsafe {
+    new_tensor("fused cross-entropy", |out, err, len| unsafe {
         yiflow_cross_entropy(
             logits.as_ptr().cast(),
             targets.as_ptr().cast(),
@@ -256,7 +243,7 @@ mod tests {
         assert!(tch::Cuda::is_available(), "no CUDA device is visible");
         assert!(
             cuda_kernels_available(),
-            "libtorch_cuda is loaded but the jiterator is not found"
+            "CUDA is visible but NVRTC or the driver library could not be loaded"
         );
         let device = Device::Cuda(0);
         tch::manual_seed(15);
@@ -281,28 +268,37 @@ mod tests {
                 assert_close(&format!("{what} {kind:?} value"), &y, &y_ref, tol);
                 assert_close(&format!("{what} {kind:?} gradient"), &dx, &dx_ref, tol);
             };
-            let gate_up = on(randn(&[4, 100, 2 * 96]) * 3.0);
-            let w = randn(&[4, 100, 96]).to_device(device).to_kind(Kind::Float);
-            check("SwiGLU", &swiglu, &reference::swiglu, &gate_up, &w);
+            // Each op twice: at shapes the wide kernels take (16-byte accesses), and at odd ones
+            // that fall to the one-element kernels.
+            for h in [96, 45] {
+                let gate_up = on(randn(&[4, 100, 2 * h]) * 3.0);
+                let w = randn(&[4, 100, h]).to_device(device).to_kind(Kind::Float);
+                check("SwiGLU", &swiglu, &reference::swiglu, &gate_up, &w);
+            }
 
-            let rope_tables = Rope::new(64, 10_000.0, device);
-            let (cos, sin) = rope_tables.cos_sin(5, 100, kind);
-            // The queries and keys of a packed projection: a strided view, as attention passes it.
-            let packed = on(randn(&[2, 100, 12, 64]));
-            let x = packed.narrow(2, 0, 10);
-            let w = randn(&[2, 100, 10, 64])
-                .to_device(device)
-                .to_kind(Kind::Float);
-            let f = |x: &Tensor| rope(x, &cos, &sin);
-            let f_ref = |x: &Tensor| reference::rope(x, &cos, &sin);
-            check("RoPE", &f, &f_ref, &x, &w);
+            for head_dim in [64, 12] {
+                let rope_tables = Rope::new(head_dim, 10_000.0, device);
+                let (cos, sin) = rope_tables.cos_sin(5, 100, kind);
+                // The queries and keys of a packed projection: a strided view, as attention
+                // passes it.
+                let packed = on(randn(&[2, 100, 12, head_dim]));
+                let x = packed.narrow(2, 0, 10);
+                let w = randn(&[2, 100, 10, head_dim])
+                    .to_device(device)
+                    .to_kind(Kind::Float);
+                let f = |x: &Tensor| rope(x, &cos, &sin);
+                let f_ref = |x: &Tensor| reference::rope(x, &cos, &sin);
+                check("RoPE", &f, &f_ref, &x, &w);
+            }
 
-            let logits = on(randn(&[300, 5000]) * 4.0);
-            let targets = Tensor::randint(5000, [300], (Kind::Int64, device));
-            let one = Tensor::from(1.5f32).to_device(device);
-            let f = |l: &Tensor| cross_entropy(l, &targets);
-            let f_ref = |l: &Tensor| reference::cross_entropy(l, &targets);
-            check("cross-entropy", &f, &f_ref, &logits, &one);
+            for vocab in [5000, 1001] {
+                let logits = on(randn(&[300, vocab]) * 4.0);
+                let targets = Tensor::randint(vocab, [300], (Kind::Int64, device));
+                let one = Tensor::from(1.5f32).to_device(device);
+                let f = |l: &Tensor| cross_entropy(l, &targets);
+                let f_ref = |l: &Tensor| reference::cross_entropy(l, &targets);
+                check("cross-entropy", &f, &f_ref, &logits, &one);
+            }
         }
         // Had a kernel failed, the checks above would have compared the ATen path with itself.
         assert!(

@@ -16,6 +16,8 @@ mod block;
 #[cfg(feature = "torch")]
 mod error;
 #[cfg(feature = "torch")]
+mod expert_order;
+#[cfg(feature = "torch")]
 pub mod fused;
 #[cfg(feature = "torch")]
 mod kv_cache;

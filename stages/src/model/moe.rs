@@ -3,7 +3,7 @@
 //! every token uses, and the Switch Transformer load-balancing loss (Fedus et al., 2021).
 //!
 //! Dispatch sorts the token-to-expert assignments by expert so that each expert's tokens are one
-//! contiguous block, then runs every expert at once: by default one grouped GEMM per projection
+//! contiguous block ([`ExpertOrder`]), then runs every expert at once: by default one grouped GEMM per projection
 //! (`_grouped_mm`, CUTLASS on Hopper, a fallback elsewhere), or, as [`ExpertKernel::PaddedBmm`],
 //! a batched GEMM over blocks padded to the busiest expert. Neither loops over experts in Rust.
 //! Nothing is dropped for capacity, so a token's output never depends on the other tokens.
@@ -14,6 +14,7 @@
 use tch::{Kind, Tensor, nn};
 
 use super::config::Config;
+use super::expert_order::ExpertOrder;
 use super::fused::swiglu;
 use super::mlp::{Mlp, linear_init};
 
@@ -105,35 +106,21 @@ impl Moe {
         let (weights, chosen) = probs.topk(self.top_k, -1, true, false);
         let weights = &weights / weights.sum_dim_intlist(-1, true, Kind::Float);
 
-        // Sort the n * k assignments by expert (stable, so each expert's tokens keep their order).
-        let assignments = chosen.flatten(0, -1);
-        let (sorted_experts, order) = assignments.sort_stable(true, 0, false);
-        let token_of = order.floor_divide_scalar(self.top_k);
-        // Not `bincount`: on CUDA it reads the largest id back to size its output, a device
-        // synchronisation in every MoE layer that leaves the GPU idle while the host catches up.
-        let counts = Tensor::zeros([self.experts], (Kind::Int64, x.device())).scatter_add(
-            0,
-            &assignments,
-            &assignments.ones_like(),
-        );
-        let inputs = tokens.index_select(0, &token_of);
+        let order = ExpertOrder::new(&chosen, self.experts);
+        let inputs = order.dispatch(&tokens);
         let outputs = match self.kernel {
-            ExpertKernel::GroupedMm => self.grouped_mm(&inputs, &counts),
-            ExpertKernel::PaddedBmm => self.padded_bmm(&inputs, &counts, &sorted_experts),
+            ExpertKernel::GroupedMm => self.grouped_mm(&inputs, &order.counts),
+            ExpertKernel::PaddedBmm => {
+                self.padded_bmm(&inputs, &order.counts, &order.sorted_experts)
+            }
         };
-        let gates = weights
-            .flatten(0, -1)
-            .index_select(0, &order)
-            .to_kind(x.kind())
-            .unsqueeze(-1);
-        let mut y = tokens
-            .zeros_like()
-            .index_add(0, &token_of, &(outputs * gates));
+        let gates = order.sorted(&weights).to_kind(x.kind()).unsqueeze(-1);
+        let mut y = order.combine(&(outputs * gates));
         if let Some(shared) = &self.shared {
             y += tokens.apply(shared);
         }
 
-        let load = counts.to_kind(Kind::Float) / (n * self.top_k) as f64;
+        let load = order.counts.to_kind(Kind::Float) / (n * self.top_k) as f64;
         let aux_loss = load_balancing_loss(&probs, &load);
         (y.reshape(shape.as_slice()), Routing { aux_loss, load })
     }

@@ -215,7 +215,8 @@ struct CrossEntropy : public torch::autograd::Function<CrossEntropy> {
     const at::Tensor &logits = saved[0], &targets = saved[1], &lse = saved[2];
     // d(mean)/d(logit) = (softmax - onehot) * g / N; stays on the device (no synchronisation).
     at::Tensor scale = grads[0].to(at::kFloat) / static_cast<double>(logits.size(0));
-    if (use_kernels(logits) && logits.is_contiguous()) {
+    if (use_kernels(logits) && logits.is_contiguous() && targets.scalar_type() == at::kLong &&
+        targets.is_contiguous()) {
       std::int64_t rows = logits.size(0), vocab = logits.size(1);
       at::Tensor grad = at::empty_like(logits);
       at::Tensor g = scale.contiguous();

@@ -11,6 +11,17 @@ use tch::{Kind, Tensor};
 
 use crate::shim::new_tensor;
 
+/// The shim's regroupings: input, `token_of`, `position`, `k`, then the output and error buffer.
+type Regroup = unsafe extern "C" fn(
+    *const c_void,
+    *const c_void,
+    *const c_void,
+    i64,
+    *mut *mut c_void,
+    *mut c_char,
+    usize,
+) -> c_int;
+
 #[allow(unsafe_code)]
 unsafe extern "C" {
     fn yiflow_moe_dispatch(
@@ -80,30 +91,22 @@ impl ExpertOrder {
     }
 
     /// `tokens` (`[n, d]`) as one row per assignment in sorted order (`[n * k, d]`).
-    #[allow(unsafe_code)]
     pub fn dispatch(&self, tokens: &Tensor) -> Tensor {
-        // SAFETY: tch's handles are `at::Tensor*` on the C side; the borrows keep the inputs alive
-        // for the call, and the shim writes at most `len` bytes of error.
-        new_tensor("MoE dispatch", |out, err, len| unsafe {
-            yiflow_moe_dispatch(
-                tokens.as_ptr().cast(),
-                self.token_of.as_ptr().cast(),
-                self.position.as_ptr().cast(),
-                self.k,
-                out,
-                err,
-                len,
-            )
-        })
+        self.regroup("MoE dispatch", yiflow_moe_dispatch, tokens)
     }
 
     /// The sum over each token's assignments of `rows` (`[n * k, d]`, sorted order): `[n, d]`.
-    #[allow(unsafe_code)]
     pub fn combine(&self, rows: &Tensor) -> Tensor {
-        // SAFETY: as in `dispatch`.
-        new_tensor("MoE combine", |out, err, len| unsafe {
-            yiflow_moe_combine(
-                rows.as_ptr().cast(),
+        self.regroup("MoE combine", yiflow_moe_combine, rows)
+    }
+
+    #[allow(unsafe_code)]
+    fn regroup(&self, what: &str, f: Regroup, x: &Tensor) -> Tensor {
+        // SAFETY: tch's handles are `at::Tensor*` on the C side; the borrows keep the inputs alive
+        // for the call, and the shim writes at most `len` bytes of error.
+        new_tensor(what, |out, err, len| unsafe {
+            f(
+                x.as_ptr().cast(),
                 self.token_of.as_ptr().cast(),
                 self.position.as_ptr().cast(),
                 self.k,

@@ -3,7 +3,8 @@
 # tests of yiflow-stages (the fused kernels against their plain forms, decoding, both MoE kernels),
 # then bench/train-throughput (with TRACE=1), bench/pretrain-gpu and bench/checkpoint, each only if
 # time is left. Needs .dev/bin from scripts/gpu-bundle.sh. BUDGET (seconds, default 540) bounds the
-# whole; results land in bench/out (8 files: what the device tool brings back).
+# whole; `TRACE=` (empty) skips the kernel traces, which take about a quarter of the throughput
+# bench's time. Results land in bench/out (8 files: what the device tool brings back).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -16,7 +17,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 echo "== CUDA tests"
 timeout 120 .dev/bin/stages-tests --ignored on_cuda 2>&1 | grep -E "^test |panicked|difference|test result|yiflow:"
 echo "== train-throughput (${SECONDS}s)"
-TRACE=1 TRACE_DIR=/tmp timeout $(($(left) - 150)) bash bench/train-throughput/run.sh > /tmp/train-throughput.txt 2>&1 \
+TRACE="${TRACE-1}" TRACE_DIR=/tmp timeout $(($(left) - 150)) bash bench/train-throughput/run.sh > /tmp/train-throughput.txt 2>&1 \
     || echo "train-throughput stopped: $?"
 if [ "$(left)" -gt 100 ]; then
     echo "== pretrain-gpu (${SECONDS}s)"

@@ -288,6 +288,10 @@ int wide(at::ScalarType dtype) {
   }
 }
 
+std::string entry_point(const char* kernel, at::ScalarType dtype, int width) {
+  return std::string(kernel) + (dtype == at::kBFloat16 ? "_bf16_" : "_f32_") + std::to_string(width);
+}
+
 bool available() { return Runtime::get() != nullptr; }
 
 void launch(const at::Device& device, const std::string& name, std::int64_t blocks, int threads,

@@ -15,6 +15,9 @@ namespace yiflow::cuda {
 // there is no kernel for that dtype (only bf16 and f32 have one).
 int wide(at::ScalarType dtype);
 
+// The entry point of fused_kernels.cu for `kernel` over `dtype` at `width`: "<kernel>_<bf16|f32>_<width>".
+std::string entry_point(const char* kernel, at::ScalarType dtype, int width);
+
 // True when NVRTC and the driver library could be loaded (a CUDA LibTorch is in the process).
 bool available();
 

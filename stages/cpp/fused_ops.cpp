@@ -67,9 +67,7 @@ int width(at::ScalarType dtype, std::initializer_list<std::int64_t> multiples,
 // it fails (said once on stderr, the stage's log).
 bool run(const char* kernel, const at::Tensor& like, int width, std::int64_t blocks,
          std::initializer_list<void*> args) {
-  const std::string name = std::string(kernel) + "_" +
-                           (like.scalar_type() == at::kBFloat16 ? "bf16" : "f32") + "_" +
-                           std::to_string(width);
+  const std::string name = yiflow::cuda::entry_point(kernel, like.scalar_type(), width);
   try {
     yiflow::cuda::launch(like.device(), name, blocks, kThreads, const_cast<void**>(args.begin()));
     return true;

@@ -97,12 +97,15 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
     })
 }
 
-/// Mean cross-entropy of `logits` (`[N, V]`, any float dtype; softmax computed in f32) against
-/// `targets` (`[N]`, int64): a 0-dim f32 tensor.
+/// Mean cross-entropy of `logits` (`[.., V]`, any float dtype; softmax computed in f32) against
+/// `targets` (int64, the logits' shape without its last axis), over all positions: a 0-dim f32
+/// tensor.
 #[allow(unsafe_code)]
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let vocab = *logits.size().last().expect("logits have a vocabulary axis");
+    let (logits, targets) = (logits.reshape([-1, vocab]), targets.reshape([-1]));
     if !enabled() {
-        return reference::cross_entropy(logits, targets);
+        return reference::cross_entropy(&logits, &targets);
     }
     // SAFETY: as in `swiglu`.
     new_tensor("fused cross-entropy", |out, err, len| unsafe {

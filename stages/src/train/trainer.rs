@@ -383,8 +383,7 @@ impl<'a> Trainer<'a> {
             let x = inputs.narrow(0, start as i64, n as i64);
             let y = targets.narrow(0, start as i64, n as i64);
             let out = self.model.forward(&x);
-            let vocab = out.logits.size().last().copied().unwrap_or(1);
-            let lm = fused::cross_entropy(&out.logits.view([-1, vocab]), &y.reshape([-1]));
+            let lm = fused::cross_entropy(&out.logits, &y);
             let aux = out.aux_loss.to_kind(Kind::Float);
             let share = n as f64 / batch.rows as f64;
             let total = (&lm + &aux * self.params.aux_loss) * share;
@@ -432,8 +431,7 @@ impl<'a> Trainer<'a> {
                     .to_device(self.device);
                 let y = Tensor::from_slice(&batch.targets).to_device(self.device);
                 let logits = self.model.forward(&x).logits;
-                let vocab = logits.size().last().copied().unwrap_or(1);
-                Ok(fused::cross_entropy(&logits.view([-1, vocab]), &y).double_value(&[]))
+                Ok(fused::cross_entropy(&logits, &y).double_value(&[]))
             })?;
             sum += loss * batch.rows as f64;
             count += batch.rows;
